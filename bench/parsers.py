@@ -1,0 +1,769 @@
+#!/usr/bin/env python3
+"""Measure YAML (and JSON) parsers on a directory of Kubernetes manifests.
+
+Usage:
+    python bench/generate_manifests.py --resources 13000 --out /tmp/k8s13k
+    python bench/parsers.py --dir /tmp/k8s13k [--repeat 3] [--only NAME,...] [--json OUT]
+
+Every candidate runs in its own subprocess (clean peak RSS, and a crash or an
+abort in a C/Rust extension cannot take the run down). For each one it reports:
+
+* stream: parse each file's whole text as one multi-document stream
+* split:  split each file on lines matching ``^(---|\\.\\.\\.)(\\s|$)`` (recording
+  each document's start line) and parse every document on its own
+* MB/s and docs/s (best of --repeat), peak RSS while retaining every parsed
+  document, and whether the result equals the reference (PyYAML C loader with
+  Kubernetes-like scalars) document for document
+* quirks: what it makes of ``on``, ``y``, ``0777``, ``0o17``, ``1e3``, ``12:30``,
+  ``~``, ``2024-01-01``, a merge key and a duplicate key
+* a 9-level "billion laughs" document, run under a 2 GiB address-space limit and
+  a timeout: rejected, loaded as a shared graph, or killed
+* json vs orjson on the JSON files, and on the whole corpus re-encoded as JSON
+
+Candidates that are not installed are listed as such. Install the field with:
+    pip install pyyaml orjson rapidyaml yaml-rs ruamel.yaml ruamel.yaml.clib \\
+        ryaml pyyaml-rs oryaml py-yaml12 pyrs-yaml rustyyaml xoryaml \\
+        rs-turboyaml fastyaml-rs yamlstar && pip install --pre libfyaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Loader = Callable[[str], list[Any]]
+
+# ---------------------------------------------------------------------------
+# Document splitting (our line-number plan)
+# ---------------------------------------------------------------------------
+
+_MARKER = re.compile(r"^(---|\.\.\.)(?:[ \t\r]|$)", re.M)
+
+
+def split_documents(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (start_line, document_text) for each document of a YAML stream.
+
+    A ``---`` line starts a chunk (the marker stays in it, so ``--- |`` style
+    content still parses); a ``...`` line ends one and is dropped. start_line
+    is 1-based and points at the chunk's first line. Chunks may be blank
+    (comments only); the caller skips those.
+    """
+    cur, line, counted = 0, 1, 0
+    for m in _MARKER.finditer(text):
+        s = m.start()
+        if s > cur:
+            line += text.count("\n", counted, cur)
+            counted = cur
+            yield line, text[cur:s]
+        if m.group(1) == "---":
+            cur = s
+        else:
+            nl = text.find("\n", s)
+            cur = len(text) if nl < 0 else nl + 1
+    if cur < len(text):
+        line += text.count("\n", counted, cur)
+        yield line, text[cur:]
+
+
+def _blank(chunk: str) -> bool:
+    for ln in chunk.splitlines():
+        s = ln.strip()
+        if s.startswith("---"):
+            s = s[3:].strip()
+        if s and not s.startswith("#"):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes-like scalar resolution for PyYAML (sigs.k8s.io/yaml = go-yaml v2)
+# ---------------------------------------------------------------------------
+
+def k8s_pyyaml_loader(base: type) -> type:
+    """A PyYAML loader class whose implicit scalars follow go-yaml v2 as
+    Kubernetes uses it: timestamps stay strings, YAML 1.1 bools incl. y/n,
+    0777 / 0o17 / 0x1F / 0b1 ints, 1e3 floats, no base-60 numbers."""
+    import yaml
+
+    class K8sLoader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    K8sLoader.yaml_implicit_resolvers = {}
+    K8sLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
+                   r"|on|On|ON|off|Off|OFF)$"),
+        list("yYnNtTfFoO"))
+    K8sLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:int",
+        re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|0[0-7_]*|[1-9][0-9_]*)$"),
+        list("-+0123456789"))
+    K8sLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        list("-+.0123456789"))
+    K8sLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+    K8sLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+    def construct_int(self: Any, node: Any) -> int:
+        v = str(self.construct_scalar(node)).replace("_", "")
+        sign = -1 if v.startswith("-") else 1
+        v = v.lstrip("+-")
+        if v.startswith(("0b", "0o", "0x")):
+            return sign * int(v, 0)
+        if len(v) > 1 and v.startswith("0"):
+            return sign * int(v, 8)
+        return sign * int(v)
+
+    def construct_float(self: Any, node: Any) -> float:
+        v = str(self.construct_scalar(node)).replace("_", "").lower()
+        if v.endswith(".inf"):
+            return float("-inf") if v.startswith("-") else float("inf")
+        if v == ".nan":
+            return float("nan")
+        return float(v)
+
+    K8sLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
+    K8sLoader.add_constructor("tag:yaml.org,2002:float", construct_float)
+    del yaml
+    return K8sLoader
+
+
+# ---------------------------------------------------------------------------
+# Candidates
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    name: str
+    dist: str        # PyPI distribution
+    module: str      # import name (for the version)
+    factory: Callable[[], tuple[Loader, Loader]]  # -> (load_all(stream), load_one(doc))
+    note: str = ""
+
+
+def _pyyaml(kind: str) -> tuple[Loader, Loader]:
+    import yaml
+
+    base = yaml.CSafeLoader if kind != "py" else yaml.SafeLoader
+    loader = k8s_pyyaml_loader(base) if kind == "k8s" else base
+
+    def load_all(t: str) -> list[Any]:
+        return list(yaml.load_all(t, Loader=loader))
+
+    def load_one(t: str) -> Any:
+        return yaml.load(t, Loader=loader)
+
+    return load_all, load_one
+
+
+def _pyyaml_marks() -> tuple[Loader, Loader]:
+    """PyYAML C loader through the compose API: a start line for every document."""
+    import yaml
+
+    loader_cls = k8s_pyyaml_loader(yaml.CSafeLoader)
+
+    def load_all(t: str) -> list[Any]:
+        loader = loader_cls(t)
+        out = []
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                line = node.start_mark.line + 1  # noqa: F841  (the point: it is there)
+                out.append(loader.construct_document(node))
+        finally:
+            loader.dispose()
+        return out
+
+    return load_all, lambda t: yaml.load(t, Loader=loader_cls)
+
+
+def _ruamel(pure: bool) -> tuple[Loader, Loader]:
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="safe", pure=pure)
+
+    def load_all(t: str) -> list[Any]:
+        return list(y.load_all(t))
+
+    return load_all, y.load
+
+
+def _ryml_walk() -> tuple[Loader, Loader]:
+    import ryml
+
+    none = ryml.NONE
+    null_re = re.compile(r"^(?:~|null|Null|NULL)$")
+    int_re = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+    float_re = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+    bools = {"true": True, "True": True, "TRUE": True, "false": False, "False": False,
+             "FALSE": False}
+
+    def scalar(tree: Any, n: int) -> Any:
+        if tree.val_is_null(n):
+            return None
+        s = str(tree.val(n), "utf8")
+        if tree.is_val_quoted(n) or tree.is_val_literal(n) or tree.is_val_folded(n):
+            return s
+        if s in bools:
+            return bools[s]
+        if null_re.match(s):
+            return None
+        if int_re.match(s):
+            return int(s)
+        if float_re.match(s):
+            return float(s)
+        return s
+
+    def conv(tree: Any, n: int) -> Any:
+        if tree.is_map(n):
+            d = {}
+            ch = tree.first_child(n)
+            while ch != none:
+                d[str(tree.key(ch), "utf8")] = conv(tree, ch)
+                ch = tree.next_sibling(ch)
+            return d
+        if tree.is_seq(n):
+            out = []
+            ch = tree.first_child(n)
+            while ch != none:
+                out.append(conv(tree, ch))
+                ch = tree.next_sibling(ch)
+            return out
+        return scalar(tree, n)
+
+    def load_all(t: str) -> list[Any]:
+        tree = ryml.parse_in_arena(t.encode())
+        root = tree.root_id()
+        if tree.is_stream(root):
+            return [conv(tree, d) for d in ryml.children(tree, root)]
+        return [conv(tree, root)]
+
+    def load_one(t: str) -> Any:
+        docs = load_all(t)
+        return docs[0] if docs else None
+
+    return load_all, load_one
+
+
+def _ryml_json() -> tuple[Loader, Loader]:
+    import orjson
+    import ryml
+
+    def load_all(t: str) -> list[Any]:
+        tree = ryml.parse_in_arena(t.encode())
+        root = tree.root_id()
+        ids = list(ryml.children(tree, root)) if tree.is_stream(root) else [root]
+        return [orjson.loads(ryml.emit_json(tree, i)) for i in ids]
+
+    def load_one(t: str) -> Any:
+        docs = load_all(t)
+        return docs[0] if docs else None
+
+    return load_all, load_one
+
+
+def _simple(mod: str, all_fn: str, one_fn: str, **kw: Any) -> Callable[[], tuple[Loader, Loader]]:
+    def factory() -> tuple[Loader, Loader]:
+        import importlib
+
+        m = importlib.import_module(mod)
+        fa = getattr(m, all_fn)
+        fo = getattr(m, one_fn)
+        return (lambda t: list(fa(t, **kw))), (lambda t: fo(t, **kw))
+
+    return factory
+
+
+def _yaml_rs() -> tuple[Loader, Loader]:
+    import yaml_rs
+
+    def load_all(t: str) -> list[Any]:
+        # loads() returns a list for a multi-document stream, the object otherwise
+        r = yaml_rs.loads(t, parse_datetime=False)
+        if len(_MARKER.findall(t)) > 1 and isinstance(r, list):
+            return r
+        return [r]
+
+    return load_all, lambda t: yaml_rs.loads(t, parse_datetime=False)
+
+
+def _yaml12() -> tuple[Loader, Loader]:
+    import yaml12
+
+    return (lambda t: yaml12.parse_yaml(t, multi=True)), (lambda t: yaml12.parse_yaml(t))
+
+
+def _libfyaml(mode: str) -> tuple[Loader, Loader]:
+    import libfyaml
+
+    def load_all(t: str) -> list[Any]:
+        return [d.to_python() for d in libfyaml.loads_all(t, mode=mode)]
+
+    def load_one(t: str) -> Any:
+        return libfyaml.loads(t, mode=mode).to_python()
+
+    return load_all, load_one
+
+
+def _pyrs(schema: str) -> tuple[Loader, Loader]:
+    import pyrs_yaml
+
+    return (lambda t: pyrs_yaml.safe_loads(t, schema=schema)), (
+        lambda t: pyrs_yaml.safe_load(t, schema=schema))
+
+
+def _yamlstar() -> tuple[Loader, Loader]:
+    import yamlstar
+
+    ys = yamlstar.YAMLStar()
+    return (lambda t: list(ys.load_all(t))), ys.load
+
+
+def _strip_marker(t: str) -> str:
+    """Drop a leading '---' marker line (for parsers that reject markers)."""
+    if t.startswith("---"):
+        nl = t.find("\n")
+        rest = t[3:nl if nl >= 0 else len(t)].strip()
+        if not rest or rest.startswith("#"):
+            return t[nl + 1:] if nl >= 0 else ""
+    return t
+
+
+def _no_stream(name: str) -> Loader:
+    def load_all(t: str) -> list[Any]:
+        raise NotImplementedError(f"{name} has no multi-document API")
+
+    return load_all
+
+
+def _turbo() -> tuple[Loader, Loader]:
+    import turboyaml
+
+    return _no_stream("turboyaml"), (
+        lambda t: turboyaml.load(_strip_marker(t), yaml_1_1_bools=True))
+
+
+def _oryaml() -> tuple[Loader, Loader]:
+    import oryaml
+
+    return _no_stream("oryaml"), (lambda t: oryaml.loads(_strip_marker(t)))
+
+
+CANDIDATES: dict[str, Candidate] = {c.name: c for c in [
+    Candidate("pyyaml-c", "PyYAML", "yaml", lambda: _pyyaml("c"),
+              "yaml.CSafeLoader (libyaml), YAML 1.1"),
+    Candidate("pyyaml-c-k8s", "PyYAML", "yaml", lambda: _pyyaml("k8s"),
+              "CSafeLoader + go-yaml-v2 resolvers (reference)"),
+    Candidate("pyyaml-c-marks", "PyYAML", "yaml", _pyyaml_marks,
+              "CSafeLoader via compose API: node.start_mark per document"),
+    Candidate("pyyaml-py", "PyYAML", "yaml", lambda: _pyyaml("py"), "pure-Python SafeLoader"),
+    Candidate("ruamel-c", "ruamel.yaml", "ruamel.yaml", lambda: _ruamel(False),
+              "YAML(typ='safe') with ruamel.yaml.clib CParser, YAML 1.2"),
+    Candidate("ruamel-pure", "ruamel.yaml", "ruamel.yaml", lambda: _ruamel(True),
+              "YAML(typ='safe', pure=True)"),
+    Candidate("rapidyaml-walk", "rapidyaml", "ryml", _ryml_walk,
+              "ryml tree walked from Python (SWIG calls per node)"),
+    Candidate("rapidyaml-json", "rapidyaml", "ryml", _ryml_json,
+              "ryml parse + emit_json + orjson.loads"),
+    Candidate("yaml-rs", "yaml-rs", "yaml_rs", _yaml_rs, "yaml_rs.loads(parse_datetime=False)"),
+    Candidate("fastyaml-rs", "fastyaml-rs", "fast_yaml",
+              _simple("fast_yaml", "safe_load_all", "safe_load"), "fast_yaml.safe_load_all"),
+    Candidate("ryaml", "ryaml", "ryaml", _simple("ryaml", "loads_all", "loads"),
+              "ryaml.loads_all"),
+    Candidate("pyyaml-rs", "pyyaml-rs", "pyyaml_rs",
+              _simple("pyyaml_rs", "safe_load_all", "safe_load"), "pyyaml_rs.safe_load_all"),
+    Candidate("xoryaml", "xoryaml", "xoryaml", _simple("xoryaml", "loads_all", "loads"),
+              "xoryaml.loads_all (yaml-rust2)"),
+    Candidate("rustyyaml", "rustyyaml", "rustyyaml",
+              _simple("rustyyaml", "load_all", "safe_load"), "rustyyaml.load_all"),
+    Candidate("py-yaml12", "py-yaml12", "yaml12", _yaml12, "yaml12.parse_yaml(multi=True)"),
+    Candidate("pyrs-yaml", "pyrs-yaml", "pyrs_yaml", lambda: _pyrs("core"),
+              "pyrs_yaml.safe_loads(schema='core')"),
+    Candidate("pyrs-yaml-1.1", "pyrs-yaml", "pyrs_yaml", lambda: _pyrs("yaml1.1"),
+              "pyrs_yaml.safe_loads(schema='yaml1.1')"),
+    Candidate("libfyaml", "libfyaml", "libfyaml", lambda: _libfyaml("yaml"),
+              "libfyaml.loads_all(...).to_python()"),
+    Candidate("libfyaml-1.1", "libfyaml", "libfyaml", lambda: _libfyaml("yaml1.1"),
+              "libfyaml.loads_all(mode='yaml1.1')"),
+    Candidate("oryaml", "oryaml", "oryaml", _oryaml, "oryaml.loads"),
+    Candidate("turboyaml", "rs-turboyaml", "turboyaml", _turbo,
+              "turboyaml.load(yaml_1_1_bools=True)"),
+    Candidate("yamlstar", "yamlstar", "yamlstar", _yamlstar, "YAMLStar().load_all"),
+]}
+
+# ---------------------------------------------------------------------------
+# Corpus
+# ---------------------------------------------------------------------------
+
+def read_corpus(d: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    yaml_files, json_files = [], []
+    for p in sorted(d.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = str(p.relative_to(d))
+        if p.suffix in (".yaml", ".yml"):
+            yaml_files.append((rel, p.read_text(encoding="utf-8")))
+        elif p.suffix == ".json":
+            json_files.append((rel, p.read_text(encoding="utf-8")))
+    return yaml_files, json_files
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def parse_stream(load_all: Loader, files: list[tuple[str, str]]) -> list[list[Any]]:
+    return [[d for d in load_all(t) if d is not None] for _, t in files]
+
+
+def parse_split(load_one: Loader, files: list[tuple[str, str]]) -> list[list[Any]]:
+    out = []
+    for _, t in files:
+        docs = []
+        for _line, chunk in split_documents(t):
+            if _blank(chunk):
+                continue
+            d = load_one(chunk)
+            if d is not None:
+                docs.append(d)
+        out.append(docs)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Worker tasks (run in a subprocess)
+# ---------------------------------------------------------------------------
+
+QUIRKS = """\
+on_: on
+y_: y
+octal: 0777
+octal12: 0o17
+sci: 1e3
+sexa: 12:30
+tilde: ~
+date: 2024-01-01
+base: &base {cpu: 100m, memory: 128Mi}
+merged:
+  <<: *base
+  memory: 1Gi
+dupe: 1
+dupe: 2
+"""
+QUIRK_KEYS = ["on_", "y_", "octal", "octal12", "sci", "sexa", "tilde", "date", "merged", "dupe"]
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        refs = ",".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def _expanded_size(obj: Any) -> tuple[int, int]:
+    """(unique containers, nodes if fully expanded), memoised on identity."""
+    memo: dict[int, int] = {}
+
+    def size(x: Any) -> int:
+        if isinstance(x, dict | list):
+            k = id(x)
+            if k in memo:
+                return memo[k]
+            vals = x.values() if isinstance(x, dict) else x
+            s = 1 + sum(size(v) for v in vals)
+            memo[k] = s
+            return s
+        return 1
+
+    total = size(obj)
+    return len(memo), total
+
+
+def task_bench(c: Candidate, d: Path, repeat: int) -> dict[str, Any]:
+    yaml_files, _ = read_corpus(d)
+    nbytes = sum(len(t.encode()) for _, t in yaml_files)
+    load_all, load_one = c.factory()
+    res: dict[str, Any] = {"bytes": nbytes, "files": len(yaml_files)}
+    gc.collect()
+    res["rss_base_mib"] = rss_mib()
+    for mode in ("stream", "split"):
+        fn = (lambda: parse_stream(load_all, yaml_files)) if mode == "stream" else (
+            lambda: parse_split(load_one, yaml_files))
+        try:
+            t0 = time.perf_counter()
+            kept = fn()
+            first = time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001
+            res[mode] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            continue
+        ndocs = sum(len(x) for x in kept)
+        r: dict[str, Any] = {"docs": ndocs, "digests": [_digest(x) for x in kept]}
+        if mode == "stream":
+            r["rss_peak_mib"] = rss_mib()
+        del kept
+        gc.collect()
+        times = [first]
+        for _ in range(repeat - 1):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        r["best_s"] = min(times)
+        res[mode] = r
+    # cost of the split itself (regex + slicing), parser excluded
+    t0 = time.perf_counter()
+    n = sum(1 for _, t in yaml_files for _ in split_documents(t))
+    res["split_only_s"] = time.perf_counter() - t0
+    res["chunks"] = n
+    return res
+
+
+def task_quirks(c: Candidate) -> dict[str, Any]:
+    _, load_one = c.factory()
+    try:
+        doc = load_one(QUIRKS)
+        return {"values": {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}}
+    except Exception as e:  # noqa: BLE001
+        # duplicate keys are an error for some: retry without them
+        err = f"{type(e).__name__}: {str(e)[:160]}"
+        try:
+            doc = load_one(QUIRKS.replace("dupe: 2\n", ""))
+            vals = {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}
+            vals["dupe"] = "error"
+            return {"values": vals, "dupe_error": err}
+        except Exception as e2:  # noqa: BLE001
+            return {"error": err, "error2": f"{type(e2).__name__}: {str(e2)[:160]}"}
+
+
+def task_bomb(c: Candidate) -> dict[str, Any]:
+    limit = 2 * 1024**3
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _, load_one = c.factory()
+    text = billion_laughs(9)
+    t0 = time.perf_counter()
+    try:
+        docs = load_one(text)
+    except MemoryError:
+        return {"outcome": "MemoryError", "s": time.perf_counter() - t0, "rss_mib": rss_mib()}
+    except Exception as e:  # noqa: BLE001
+        return {"outcome": "rejected", "error": f"{type(e).__name__}: {str(e)[:200]}",
+                "s": time.perf_counter() - t0, "rss_mib": rss_mib()}
+    s = time.perf_counter() - t0
+    unique, expanded = _expanded_size(docs)
+    return {"outcome": "loaded", "s": s, "rss_mib": rss_mib(), "unique_containers": unique,
+            "expanded_nodes": expanded}
+
+
+def task_json(d: Path, repeat: int) -> dict[str, Any]:
+    import orjson
+    import yaml
+
+    yaml_files, json_files = read_corpus(d)
+    loader = k8s_pyyaml_loader(yaml.CSafeLoader)
+    docs = [x for _, t in yaml_files for x in yaml.load_all(t, Loader=loader) if x is not None]
+    corpus_json = [json.dumps(x) for x in docs]
+    out: dict[str, Any] = {}
+    for label, texts in (("json files", [t for _, t in json_files]), ("corpus as JSON", corpus_json)):
+        nbytes = sum(len(t.encode()) for t in texts)
+        row: dict[str, Any] = {"bytes": nbytes, "docs": len(texts)}
+        for lib, fn in (("json", json.loads), ("orjson", orjson.loads)):
+            best = min(_timed(lambda fn=fn: [fn(t) for t in texts]) for _ in range(max(repeat, 5)))
+            row[lib] = best
+        out[label] = row
+    return out
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def worker(args: argparse.Namespace) -> int:
+    if args.task == "json":
+        print(json.dumps(task_json(Path(args.dir), args.repeat)))
+        return 0
+    c = CANDIDATES[args.worker]
+    if args.task == "bench":
+        r = task_bench(c, Path(args.dir), args.repeat)
+    elif args.task == "quirks":
+        r = task_quirks(c)
+    else:
+        r = task_bomb(c)
+    print(json.dumps(r))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Orchestrator
+# ---------------------------------------------------------------------------
+
+def run_worker(name: str, task: str, d: str, repeat: int, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", name, "--task", task, "--dir", d,
+           "--repeat", str(repeat)]
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"outcome": "timeout", "s": time.perf_counter() - t0}
+    if p.returncode != 0:
+        sig = -p.returncode if p.returncode < 0 else None
+        why = signal.Signals(sig).name if sig else f"exit {p.returncode}"
+        tail = (p.stderr.strip().splitlines() or [""])[-1][:200]
+        return {"outcome": f"killed ({why})", "stderr": tail, "s": time.perf_counter() - t0}
+    try:
+        return dict(json.loads(p.stdout.strip().splitlines()[-1]))
+    except (json.JSONDecodeError, IndexError):
+        return {"outcome": "no output", "stderr": p.stderr[-300:]}
+
+
+def dist_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", required=True, help="directory of manifests")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated candidate names")
+    ap.add_argument("--json", default="", help="also write raw results to this file")
+    ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--task", default="bench", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker or args.task == "json":
+        return worker(args)
+
+    names = [n for n in args.only.split(",") if n] or list(CANDIDATES)
+    results: dict[str, Any] = {}
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, dir {args.dir}",
+          file=sys.stderr)
+    for name in names:
+        c = CANDIDATES[name]
+        ver = dist_version(c.dist)
+        if ver is None:
+            results[name] = {"version": None}
+            print(f"  {name}: not installed", file=sys.stderr)
+            continue
+        print(f"  {name} {ver} ...", file=sys.stderr, flush=True)
+        results[name] = {
+            "version": ver, "dist": c.dist, "note": c.note,
+            "bench": run_worker(name, "bench", args.dir, args.repeat, 1800),
+            "quirks": run_worker(name, "quirks", args.dir, 1, 60),
+            "bomb": run_worker(name, "bomb", args.dir, 1, 30),
+        }
+    json_res = run_worker("", "json", args.dir, args.repeat, 600)
+
+    ref = results.get("pyyaml-c-k8s", {}).get("bench", {}).get("stream", {}).get("digests")
+    print_tables(results, json_res, ref)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "json": json_res},
+                                              indent=1))
+    return 0
+
+
+def _fmt_mode(b: dict[str, Any], mode: str, ref: list[str] | None) -> tuple[str, str, str, str]:
+    r = b.get(mode)
+    if not isinstance(r, dict):
+        return (b.get("outcome", "-"), "", "", "")
+    if "error" in r:
+        return ("error", "", "", r["error"][:40])
+    mbs = b["bytes"] / 1e6 / r["best_s"]
+    dps = r["docs"] / r["best_s"]
+    if ref is None:
+        ok = "?"
+    else:
+        bad = sum(1 for a, e in zip(r["digests"], ref, strict=False) if a != e)
+        ok = "same" if bad == 0 and len(r["digests"]) == len(ref) else f"{bad} files differ"
+    return (f"{r['best_s']:.2f}", f"{mbs:.1f}", f"{dps:,.0f}", ok)
+
+
+def print_tables(results: dict[str, Any], json_res: dict[str, Any],
+                 ref: list[str] | None) -> None:
+    print("\n## Throughput (YAML files; best of --repeat)\n")
+    print("| parser | version | stream s | MB/s | docs/s | split s | MB/s | docs/s "
+          "| peak RSS MiB | vs reference |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, r in results.items():
+        if r.get("version") is None:
+            print(f"| {name} | not installed | | | | | | | | |")
+            continue
+        b = r["bench"]
+        s = _fmt_mode(b, "stream", ref)
+        p = _fmt_mode(b, "split", ref)
+        rss = b.get("stream", {}).get("rss_peak_mib") if isinstance(b.get("stream"), dict) else None
+        ok = s[3] if s[3] == p[3] or not p[3] else f"{s[3]} / split: {p[3]}"
+        print(f"| {name} | {r['version']} | {s[0]} | {s[1]} | {s[2]} | {p[0]} | {p[1]} | {p[2]} "
+              f"| {rss if rss is None else round(rss)} | {ok} |")
+    any_b = next((r["bench"] for r in results.values() if r.get("version")
+                  and "split_only_s" in r["bench"]), None)
+    if any_b:
+        print(f"\nsplit regex alone: {any_b['split_only_s'] * 1000:.0f} ms for "
+              f"{any_b['chunks']} chunks in {any_b['files']} files "
+              f"({any_b['bytes'] / 1e6:.1f} MB)")
+
+    print("\n## Scalars and keys\n")
+    print("| parser | " + " | ".join(QUIRK_KEYS) + " |")
+    print("|---|" + "---|" * len(QUIRK_KEYS))
+    for name, r in results.items():
+        if r.get("version") is None:
+            continue
+        q = r["quirks"]
+        if "values" in q:
+            vals = [q["values"].get(k, "") for k in QUIRK_KEYS]
+            print(f"| {name} | " + " | ".join(v.replace("|", "\\|") for v in vals) + " |")
+        else:
+            print(f"| {name} | {q.get('error', q.get('outcome', '?'))[:80]} |")
+
+    print("\n## Billion laughs (9 levels, 2 GiB address-space limit, 30 s timeout)\n")
+    print("| parser | outcome | seconds | peak RSS MiB | detail |")
+    print("|---|---|---:|---:|---|")
+    for name, r in results.items():
+        if r.get("version") is None:
+            continue
+        b = r["bomb"]
+        detail = b.get("error") or b.get("stderr") or ""
+        if b.get("outcome") == "loaded":
+            detail = (f"{b['unique_containers']} unique containers, "
+                      f"{b['expanded_nodes']:,} nodes if walked")
+        rss = b.get("rss_mib")
+        print(f"| {name} | {b.get('outcome')} | {b.get('s', 0):.2f} | "
+              f"{'' if rss is None else round(rss)} | {detail[:110]} |")
+
+    if json_res and "outcome" not in json_res:
+        print("\n## JSON\n")
+        print("| input | MB | docs | json s | json MB/s | orjson s | orjson MB/s |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, row in json_res.items():
+            mb = row["bytes"] / 1e6
+            print(f"| {label} | {mb:.2f} | {row['docs']} | {row['json']:.3f} | "
+                  f"{mb / row['json']:.0f} | {row['orjson']:.3f} | {mb / row['orjson']:.0f} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

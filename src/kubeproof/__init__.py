@@ -1,0 +1,3 @@
+"""kubeproof: continuous, auditor-ready SOC 2 evidence for Kubernetes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from kubeproof.cli.main import main
+
+raise SystemExit(main())

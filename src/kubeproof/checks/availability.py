@@ -1,0 +1,3 @@
+"""availability checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

@@ -1,0 +1,3 @@
+"""exposure checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

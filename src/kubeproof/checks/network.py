@@ -1,0 +1,3 @@
+"""network checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

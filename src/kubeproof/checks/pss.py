@@ -1,0 +1,3 @@
+"""pss checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

@@ -1,0 +1,3 @@
+"""rbac checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

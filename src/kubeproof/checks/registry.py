@@ -1,0 +1,137 @@
+"""The check catalogue: small pure functions, joined to what they mean (the YAML beside them).
+
+Each module in this package `X.py` registers its functions with `@check(id)`; `X.yaml`
+describes each id (title, severity, criteria with rationales, references). Loading
+fails loudly when a function has no description or a description has no function, so
+the catalogue and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from kubeproof.model import CheckSpec, PssRef, Severity
+
+# The check modules, in catalogue order; each has a YAML file of the same name.
+CHECK_MODULES = ("pss", "workload", "secrets", "exposure", "network", "rbac", "availability")
+
+SCOPES = frozenset({"container", "workload", "object", "namespace", "cluster"})
+CRITERIA = frozenset(
+    {"CC6.1", "CC6.2", "CC6.3", "CC6.6", "CC6.7", "CC6.8", "CC7.1", "CC7.2", "CC8.1", "A1.2",
+     "C1.1"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One way a subject breaks a check. `path` is relative to what the check was given:
+    the container, the pod spec (workload scope) or the object root."""
+
+    message: str
+    path: str | None = None
+
+
+class NotApplicable(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a check when the subject is outside what it judges (no result at all)."""
+
+
+class NotEvaluated(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a check that could not reach a verdict; the message is the reason."""
+
+
+CheckFunction = Callable[..., Iterable[Violation] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    spec: CheckSpec
+    function: CheckFunction
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+_functions: dict[str, CheckFunction] = {}
+
+
+def check(check_id: str) -> Callable[[CheckFunction], CheckFunction]:
+    """Register the function that decides `check_id`."""
+
+    def register(function: CheckFunction) -> CheckFunction:
+        if check_id in _functions:
+            raise ValueError(f"check {check_id} is registered twice")
+        _functions[check_id] = function
+        return function
+
+    return register
+
+
+class CatalogueError(Exception):
+    pass
+
+
+def _spec_from_data(entry: dict[str, Any], group: str) -> CheckSpec:
+    check_id = entry.get("id", "?")
+    try:
+        references = entry.get("references") or {}
+        pss = references.get("pss")
+        criteria = {str(k): str(v).strip() for k, v in (entry.get("criteria") or {}).items()}
+        spec = CheckSpec(
+            id=entry["id"],
+            title=entry["title"].strip(),
+            description=" ".join(entry["description"].split()),
+            severity=Severity(entry["severity"]),
+            remediation=" ".join(entry["remediation"].split()),
+            criteria=criteria,
+            scope=entry["scope"],
+            kinds=tuple(entry.get("kinds") or ()),
+            needs=tuple(entry.get("needs") or ()),
+            cis=tuple(str(c) for c in references.get("cis") or ()),
+            pss=PssRef(pss["control"], pss["level"]) if pss else None,
+            nsa=tuple(references.get("nsa") or ()),
+            group=group,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CatalogueError(f"{group}.yaml: check {check_id}: {error!r}") from error
+    if spec.scope not in SCOPES:
+        raise CatalogueError(f"{group}.yaml: check {check_id}: unknown scope {spec.scope}")
+    if spec.scope == "object" and not spec.kinds:
+        raise CatalogueError(f"{group}.yaml: check {check_id}: object scope needs kinds")
+    if not spec.criteria or not set(spec.criteria) <= CRITERIA:
+        raise CatalogueError(f"{group}.yaml: check {check_id}: criteria {sorted(spec.criteria)}")
+    if any(not rationale for rationale in spec.criteria.values()):
+        raise CatalogueError(f"{group}.yaml: check {check_id}: every criterion needs a rationale")
+    return spec
+
+
+@cache
+def catalogue() -> tuple[Check, ...]:
+    """Every check, in catalogue order."""
+    checks: list[Check] = []
+    for module in CHECK_MODULES:
+        importlib.import_module(f"kubeproof.checks.{module}")
+        text = resources.files("kubeproof.checks").joinpath(f"{module}.yaml").read_text()
+        for entry in yaml.safe_load(text)["checks"]:
+            spec = _spec_from_data(entry, module)
+            function = _functions.get(spec.id)
+            if function is None:
+                raise CatalogueError(f"{module}.yaml: check {spec.id} has no function")
+            checks.append(Check(spec, function))
+    described = {c.id for c in checks}
+    if missing := sorted(set(_functions) - described):
+        raise CatalogueError(f"checks without a catalogue entry: {', '.join(missing)}")
+    if len(described) != len(checks):
+        raise CatalogueError("a check id is described twice")
+    return tuple(checks)
+
+
+def find(check_id: str) -> Check | None:
+    return next((c for c in catalogue() if c.id == check_id), None)

@@ -1,0 +1,3 @@
+"""secrets checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

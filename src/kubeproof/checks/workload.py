@@ -1,0 +1,3 @@
+"""workload checks."""
+
+from kubeproof.checks.registry import check  # noqa: F401

@@ -1,0 +1,114 @@
+"""The vocabulary every part of kubeproof shares: subjects, results and their status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    EXCEPTED = "excepted"
+    # Never a silent pass: the evidence could not be collected, and `reason` says why.
+    NOT_EVALUATED = "not_evaluated"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    file: str
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A stable identity: the top owner of a workload (plus container), or a plain object.
+
+    Pods come and go; their Deployment, namespace and container name do not, which is
+    what lets findings keep their history across pod churn.
+    """
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    container: str | None = None
+
+    def with_container(self, container: str | None) -> Subject:
+        return Subject(self.api_version, self.kind, self.namespace, self.name, container)
+
+    def __str__(self) -> str:
+        text = f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else (
+            f"{self.kind}/{self.name}"
+        )
+        return f"{text}[{self.container}]" if self.container else text
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+        }
+        if self.container is not None:
+            data["container"] = self.container
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class PssRef:
+    control: str
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """What a check means: read from the catalogue data, never from code."""
+
+    id: str
+    title: str
+    description: str
+    severity: Severity
+    remediation: str
+    criteria: dict[str, str]  # Trust Services Criterion id -> why this check evidences it
+    scope: str  # container | workload | object | namespace
+    kinds: tuple[str, ...] = ()  # object scope: the kinds it applies to
+    needs: tuple[str, ...] = ()  # kinds that must have been fully read for a verdict
+    cis: tuple[str, ...] = ()
+    pss: PssRef | None = None
+    nsa: tuple[str, ...] = ()
+    group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    check: CheckSpec
+    status: Status
+    subject: Subject
+    message: str
+    location: Location | None = None
+    path: str | None = None  # field path of the offending value, when known
+    reason: str | None = None  # why a result is not_evaluated or excepted
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,140 @@
+"""The terminal report: a per-criterion summary, then what failed, grouped by criterion."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections import defaultdict
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kubeproof.model import Result, Severity, Status
+from kubeproof.reports.interface import Renderer
+from kubeproof.scan import ScanReport
+
+MAX_ROWS_PER_GROUP = 40
+VERDICT_STYLE = {
+    "compliant": "green",
+    "failing": "bold red",
+    "incomplete": "yellow",
+    "not_covered": "dim",
+}
+SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+class TableRenderer(Renderer):
+    name = "table"
+    interactive = True
+
+    def __init__(self, color: bool = False, width: int | None = None) -> None:
+        self.color = color
+        self.width = width or max(100, shutil.get_terminal_size((140, 40)).columns)
+
+    def render(self, report: ScanReport) -> str:
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=self.color, no_color=not self.color,
+                          width=self.width, highlight=False)
+        console.print(_heading(report))
+        console.print(_summary_table(report))
+        _print_failures(console, report)
+        _print_gaps(console, report)
+        _print_errors(console, report)
+        return buffer.getvalue()
+
+
+def _heading(report: ScanReport) -> Text:
+    totals = report.totals()
+    text = Text()
+    text.append(f"kubeproof {report.tool_version}", style="bold")
+    text.append(f" · {report.framework.title}\n")
+    text.append(f"{report.objects} objects from {report.files} file(s) · {len(report.results)} "
+                "results: ")
+    for status in Status:
+        text.append(f"{totals.get(status, 0)} {status.value}  ")
+    return text
+
+
+def _summary_table(report: ScanReport) -> Table:
+    table = Table(title="Summary by " + _group_noun(report), title_justify="left",
+                  show_lines=False, expand=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("title")
+    table.add_column("verdict", no_wrap=True)
+    for status in Status:
+        table.add_column(status.value, justify="right", no_wrap=True)
+    for group in report.summary():
+        table.add_row(
+            group.id,
+            group.title,
+            Text(group.verdict, style=VERDICT_STYLE[group.verdict]),
+            *(str(group.counts.get(status, 0)) for status in Status),
+        )
+    return table
+
+
+def _group_noun(report: ScanReport) -> str:
+    return {"criteria": "SOC 2 criterion", "cis": "CIS control", "pss": "Pod Security control"}[
+        report.framework.group_by
+    ]
+
+
+def _print_failures(console: Console, report: ScanReport) -> None:
+    failed_by_check: dict[str, list[Result]] = defaultdict(list)
+    for result in report.results:
+        if result.status is Status.FAIL:
+            failed_by_check[result.check.id].append(result)
+    for group in report.framework.groups:
+        rows = [r for c in group.checks for r in failed_by_check.get(c.id, [])]
+        if not rows:
+            continue
+        rows.sort(key=lambda r: (-r.check.severity.rank, r.check.id, str(r.subject)))
+        table = Table(title=f"{group.id} · {group.title}: {len(rows)} failing",
+                      title_justify="left", expand=True)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("check", no_wrap=True)
+        table.add_column("subject")
+        table.add_column("finding")
+        table.add_column("where")
+        for result in rows[:MAX_ROWS_PER_GROUP]:
+            severity = result.check.severity
+            where = ""
+            if result.location:
+                where = result.location.file + (
+                    f":{result.location.line}" if result.location.line else ""
+                )
+            table.add_row(Text(severity.value, style=SEVERITY_STYLE[severity]), result.check.id,
+                          str(result.subject), result.message, where)
+        console.print(table)
+        if len(rows) > MAX_ROWS_PER_GROUP:
+            console.print(f"  … and {len(rows) - MAX_ROWS_PER_GROUP} more; "
+                          "--format json or csv lists every result.")
+
+
+def _print_gaps(console: Console, report: ScanReport) -> None:
+    gaps = [r for r in report.results if r.status is Status.NOT_EVALUATED]
+    if not gaps:
+        return
+    reasons: dict[str, int] = defaultdict(int)
+    for result in gaps:
+        reasons[f"{result.check.id}: {result.reason}"] += 1
+    console.print(Text(f"Not evaluated ({len(gaps)} results): evidence is incomplete",
+                       style="yellow bold"))
+    for reason, count in sorted(reasons.items())[:MAX_ROWS_PER_GROUP]:
+        console.print(f"  {count} × {reason}")
+
+
+def _print_errors(console: Console, report: ScanReport) -> None:
+    if not report.errors:
+        return
+    console.print(Text(f"Input errors ({len(report.errors)}): these inputs were not scanned",
+                       style="red bold"))
+    for error in report.errors:
+        console.print(f"  {error}", markup=False)

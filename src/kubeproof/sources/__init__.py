@@ -1,0 +1,1 @@
+"""Where objects come from: files (YAML, JSON, Helm, Kustomize), and later clusters."""
