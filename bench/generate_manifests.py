@@ -18,7 +18,9 @@ count, the List wrapper itself does not; empty documents do not count):
 Workloads are Deployments, StatefulSets, DaemonSets, CronJobs and Jobs with
 realistic pod templates: several containers, env vars (configMapKeyRef,
 secretKeyRef, fieldRef and a few literal credential-looking values), resources,
-probes and securityContext variations, some compliant and some not.
+probes and securityContext variations, some compliant and some not. About a
+third of the volume ``defaultMode`` values are written as YAML 1.1 octals
+(``0644``), as hand-written charts do; kubectl/go-yaml read them as octal.
 Some files are Helm-style (``# Source:`` comments, an occasional empty
 document), lists are indented in some files and not in others.
 
@@ -54,7 +56,13 @@ _RESERVED = {
 }
 
 
+class Octal(int):
+    """An int written the way hand-written manifests often write file modes: 0644."""
+
+
 def _scalar(value: Any, rnd: random.Random | None = None) -> str:
+    if isinstance(value, Octal):
+        return "0" + format(int(value), "o")
     if value is None:
         return "null"
     if value is True:
@@ -216,16 +224,21 @@ class Gen:
             return f"{reg}/{name}"
         if roll < 0.25:
             return f"{reg}/{name}@sha256:{self.sha()}"
-        return f"{reg}/{name}:{self.r.randint(0, 4)}.{self.r.randint(0, 30)}.{self.r.randint(0, 20)}"
+        return f"{reg}/{name}:{self.semver()}"
+
+    def semver(self) -> str:
+        return f"{self.r.randint(0, 4)}.{self.r.randint(0, 30)}.{self.r.randint(0, 20)}"
 
     def fake_secret(self) -> tuple[str, str]:
         kind = self.r.randrange(6)
         if kind == 0:
             return "AWS_ACCESS_KEY_ID", "AKIA" + self.token(16, string.ascii_uppercase + "234567")
         if kind == 1:
-            return "AWS_SECRET_ACCESS_KEY", self.token(40, string.ascii_letters + string.digits + "/+")
+            alphabet = string.ascii_letters + string.digits + "/+"
+            return "AWS_SECRET_ACCESS_KEY", self.token(40, alphabet)
         if kind == 2:
-            return "DB_PASSWORD", self.r.choice(["hunter2", "changeme", "P@ssw0rd!", self.token(14)])
+            choices = ["hunter2", "changeme", "P@ssw0rd!", self.token(14)]
+            return "DB_PASSWORD", self.r.choice(choices)
         if kind == 3:
             return "API_TOKEN", "tok_" + self.token(32)
         if kind == 4:
@@ -431,14 +444,16 @@ class Gen:
         spec["containers"] = containers
         if kind in ("CronJob", "Job"):
             spec["restartPolicy"] = self.r.choice(["OnFailure", "Never"])
+        # file modes: decimal (as kubectl prints them) or YAML 1.1 octal (as people write them)
+        mode = Octal(0o644) if self.chance(0.35) else 420
         vols: list[dict[str, Any]] = [{"name": "config", "configMap": {
-            "name": f"{app}-config", "defaultMode": 420}}]
+            "name": f"{app}-config", "defaultMode": mode}}]
         if self.chance(0.5):
             vols.append({"name": "tmp", "emptyDir": {} if self.chance(0.6) else
                          {"medium": "Memory", "sizeLimit": "64Mi"}})
         if self.chance(0.2):
-            vols.append({"name": "tls", "secret": {"secretName": f"{app}-tls",
-                                                   "defaultMode": 256}})
+            vols.append({"name": "tls", "secret": {"secretName": f"{app}-tls", "defaultMode":
+                                                   Octal(0o400) if self.chance(0.35) else 256}})
         if kind == "DaemonSet" or self.chance(0.04):
             vols.append({"name": "varlog", "hostPath": {"path": "/var/log",
                                                         "type": "Directory"}})
@@ -472,7 +487,7 @@ class Gen:
     # -- objects -------------------------------------------------------------
     def workload(self, kind: str, app: str, ns: str, team: str, sa: str,
                  port: int) -> dict[str, Any]:
-        version = f"{self.r.randint(0, 4)}.{self.r.randint(0, 30)}.{self.r.randint(0, 20)}"
+        version = self.semver()
         labels = self.labels(app, team, "server" if kind != "CronJob" else "job", version)
         sel = {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": f"{app}-{team}"}
         ann = {"deployment.kubernetes.io/revision": str(self.r.randint(1, 40))} \
@@ -709,7 +724,7 @@ class Gen:
         kind = self.r.choices(["Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job"],
                               weights=[70, 10, 5, 10, 5])[0]
         port = self.r.choice([8080, 8080, 8000, 3000, 9000, 5000, 443])
-        version = f"{self.r.randint(0, 4)}.{self.r.randint(0, 30)}.{self.r.randint(0, 20)}"
+        version = self.semver()
         labels = self.labels(app, team, "server", version)
         sa = app if self.chance(0.85) else "default"
         docs: list[dict[str, Any]] = []

@@ -139,6 +139,10 @@ def k8s_pyyaml_loader(base: type) -> type:
             return float("nan")
         return float(v)
 
+    def construct_bool(self: Any, node: Any) -> bool:
+        return str(self.construct_scalar(node)).lower() in ("y", "yes", "true", "on")
+
+    K8sLoader.add_constructor("tag:yaml.org,2002:bool", construct_bool)
     K8sLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
     K8sLoader.add_constructor("tag:yaml.org,2002:float", construct_float)
     del yaml
@@ -156,6 +160,7 @@ class Candidate:
     module: str      # import name (for the version)
     factory: Callable[[], tuple[Loader, Loader]]  # -> (load_all(stream), load_one(doc))
     note: str = ""
+    slow: bool = False  # timed once only
 
 
 def _pyyaml(kind: str) -> tuple[Loader, Loader]:
@@ -250,6 +255,7 @@ def _ryml_walk() -> tuple[Loader, Loader]:
 
     def load_all(t: str) -> list[Any]:
         tree = ryml.parse_in_arena(t.encode())
+        tree.resolve()  # expand aliases and merge keys
         root = tree.root_id()
         if tree.is_stream(root):
             return [conv(tree, d) for d in ryml.children(tree, root)]
@@ -268,6 +274,7 @@ def _ryml_json() -> tuple[Loader, Loader]:
 
     def load_all(t: str) -> list[Any]:
         tree = ryml.parse_in_arena(t.encode())
+        tree.resolve()  # expand aliases and merge keys
         root = tree.root_id()
         ids = list(ryml.children(tree, root)) if tree.is_stream(root) else [root]
         return [orjson.loads(ryml.emit_json(tree, i)) for i in ids]
@@ -366,6 +373,102 @@ def _oryaml() -> tuple[Loader, Loader]:
     return _no_stream("oryaml"), (lambda t: oryaml.loads(_strip_marker(t)))
 
 
+class AliasBomb(ValueError):
+    pass
+
+
+def check_node_expansion(node: Any, limit: int = 100_000) -> None:
+    """Raise AliasBomb if a PyYAML node graph expands to more than `limit` nodes.
+
+    Aliased nodes are the same object, so this is O(unique nodes) with a memo."""
+    import yaml
+
+    memo: dict[int, int] = {}
+
+    def size(n: Any) -> int:
+        k = id(n)
+        if k in memo:
+            return memo[k]
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(a) + size(b) for a, b in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(x) for x in n.value)
+        else:
+            total = 1
+        if total > limit:
+            raise AliasBomb(f"document expands to more than {limit} nodes")
+        memo[k] = total
+        return total
+
+    size(node)
+
+
+def _pyyaml_guarded() -> tuple[Loader, Loader]:
+    """K8s-like PyYAML C loader through the compose API: start line per
+    document, and an alias-expansion check when the text has a '*'."""
+    import yaml
+
+    loader_cls = k8s_pyyaml_loader(yaml.CSafeLoader)
+
+    def load_all(t: str) -> list[Any]:
+        loader = loader_cls(t)
+        check = "*" in t
+        out = []
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                _line = node.start_mark.line + 1
+                if check:
+                    check_node_expansion(node)
+                out.append(loader.construct_document(node))
+        finally:
+            loader.dispose()
+        return out
+
+    def load_one(t: str) -> Any:
+        docs = load_all(t)
+        return docs[0] if docs else None
+
+    return load_all, load_one
+
+
+# Plain scalars that go-yaml v2 (Kubernetes) and a YAML 1.2 core-schema parser
+# resolve differently: 1.1 bools, 0-prefixed octals, 0b binaries, underscores.
+# Matches on a token boundary; false positives (inside quotes or block
+# scalars) only cost a second parse.
+K8S_RISKY = re.compile(
+    r"(?:^|[\s\[{,])"
+    r"(?:[yYnN]|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF"
+    r"|[-+]?0[0-7_]+|[-+]?0[bB][01_]+|[-+]?0[xXoO][0-9a-fA-F_]*_[0-9a-fA-F_]*"
+    r"|[-+]?[0-9.][0-9_.]*_[0-9_.eE+-]*)"
+    r"(?=[ \t\r]*(?:$|[,\]}#]|:(?:\s|$)))",
+    re.M)
+
+
+def _hybrid() -> tuple[Loader, Loader]:
+    """fastyaml-rs for every document (it enforces the alias budget); documents
+    with a token go-yaml v2 reads differently are re-parsed with the K8s-like
+    PyYAML loader."""
+    import fast_yaml
+    import yaml
+
+    k8s = k8s_pyyaml_loader(yaml.CSafeLoader)
+    budget = 1 << 20  # alias expansion budget, bytes
+
+    def load_one(t: str) -> Any:
+        d = fast_yaml.safe_load(t, max_alias_bytes=budget)
+        if K8S_RISKY.search(t):
+            d = yaml.load(t, Loader=k8s)
+        return d
+
+    def load_all(t: str) -> list[Any]:
+        if not K8S_RISKY.search(t):
+            return list(fast_yaml.safe_load_all(t, max_alias_bytes=budget))
+        return [load_one(c) for _, c in split_documents(t) if not _blank(c)]
+
+    return load_all, load_one
+
+
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in [
     Candidate("pyyaml-c", "PyYAML", "yaml", lambda: _pyyaml("c"),
               "yaml.CSafeLoader (libyaml), YAML 1.1"),
@@ -373,11 +476,16 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in [
               "CSafeLoader + go-yaml-v2 resolvers (reference)"),
     Candidate("pyyaml-c-marks", "PyYAML", "yaml", _pyyaml_marks,
               "CSafeLoader via compose API: node.start_mark per document"),
-    Candidate("pyyaml-py", "PyYAML", "yaml", lambda: _pyyaml("py"), "pure-Python SafeLoader"),
+    Candidate("pyyaml-c-guarded", "PyYAML", "yaml", _pyyaml_guarded,
+              "CSafeLoader + K8s resolvers + compose API (lines) + alias-expansion check"),
+    Candidate("fastyaml-rs+k8s", "fastyaml-rs", "fast_yaml", _hybrid,
+              "fastyaml-rs; docs with 1.1-only tokens re-parsed by CSafeLoader+K8s"),
+    Candidate("pyyaml-py", "PyYAML", "yaml", lambda: _pyyaml("py"), "pure-Python SafeLoader",
+              slow=True),
     Candidate("ruamel-c", "ruamel.yaml", "ruamel.yaml", lambda: _ruamel(False),
               "YAML(typ='safe') with ruamel.yaml.clib CParser, YAML 1.2"),
     Candidate("ruamel-pure", "ruamel.yaml", "ruamel.yaml", lambda: _ruamel(True),
-              "YAML(typ='safe', pure=True)"),
+              "YAML(typ='safe', pure=True)", slow=True),
     Candidate("rapidyaml-walk", "rapidyaml", "ryml", _ryml_walk,
               "ryml tree walked from Python (SWIG calls per node)"),
     Candidate("rapidyaml-json", "rapidyaml", "ryml", _ryml_json,
@@ -405,7 +513,7 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in [
     Candidate("oryaml", "oryaml", "oryaml", _oryaml, "oryaml.loads"),
     Candidate("turboyaml", "rs-turboyaml", "turboyaml", _turbo,
               "turboyaml.load(yaml_1_1_bools=True)"),
-    Candidate("yamlstar", "yamlstar", "yamlstar", _yamlstar, "YAMLStar().load_all"),
+    Candidate("yamlstar", "yamlstar", "yamlstar", _yamlstar, "YAMLStar().load_all", slow=True),
 ]}
 
 # ---------------------------------------------------------------------------
@@ -458,12 +566,16 @@ def parse_split(load_one: Loader, files: list[tuple[str, str]]) -> list[list[Any
 QUIRKS = """\
 on_: on
 y_: y
+no_: NO
 octal: 0777
 octal12: 0o17
+bin: 0b101
+under: 1_000
 sci: 1e3
 sexa: 12:30
 tilde: ~
 date: 2024-01-01
+tagstr: !!str 0777
 base: &base {cpu: 100m, memory: 128Mi}
 merged:
   <<: *base
@@ -471,7 +583,22 @@ merged:
 dupe: 1
 dupe: 2
 """
-QUIRK_KEYS = ["on_", "y_", "octal", "octal12", "sci", "sexa", "tilde", "date", "merged", "dupe"]
+# What go-yaml v2 (sigs.k8s.io/yaml, so kubectl and the API server) makes of them.
+# A duplicate key is last-wins there (an error under strict decoding).
+GO_YAML_V2: dict[str, Any] = {
+    "on_": True, "y_": True, "no_": False, "octal": 511, "octal12": 15, "bin": 5,
+    "under": 1000, "sci": 1000.0, "sexa": "12:30", "tilde": None, "date": "2024-01-01",
+    "tagstr": "0777", "merged": {"cpu": "100m", "memory": "1Gi"}, "dupe": 2,
+}
+QUIRK_KEYS = list(GO_YAML_V2)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -541,19 +668,21 @@ def task_bench(c: Candidate, d: Path, repeat: int) -> dict[str, Any]:
 
 def task_quirks(c: Candidate) -> dict[str, Any]:
     _, load_one = c.factory()
+    res: dict[str, Any] = {}
     try:
         doc = load_one(QUIRKS)
-        return {"values": {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}}
     except Exception as e:  # noqa: BLE001
         # duplicate keys are an error for some: retry without them
-        err = f"{type(e).__name__}: {str(e)[:160]}"
+        res["dupe_error"] = f"{type(e).__name__}: {str(e)[:160]}"
         try:
             doc = load_one(QUIRKS.replace("dupe: 2\n", ""))
-            vals = {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}
-            vals["dupe"] = "error"
-            return {"values": vals, "dupe_error": err}
+            doc["dupe"] = "<error>"
         except Exception as e2:  # noqa: BLE001
-            return {"error": err, "error2": f"{type(e2).__name__}: {str(e2)[:160]}"}
+            return {"error": f"{type(e2).__name__}: {str(e2)[:160]}"}
+    res["values"] = {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}
+    res["match"] = [k for k in QUIRK_KEYS
+                    if _same(doc.get(k), GO_YAML_V2[k]) or (k == "dupe" and "dupe_error" in res)]
+    return res
 
 
 def task_bomb(c: Candidate) -> dict[str, Any]:
@@ -673,7 +802,7 @@ def main() -> int:
         print(f"  {name} {ver} ...", file=sys.stderr, flush=True)
         results[name] = {
             "version": ver, "dist": c.dist, "note": c.note,
-            "bench": run_worker(name, "bench", args.dir, args.repeat, 1800),
+            "bench": run_worker(name, "bench", args.dir, 1 if c.slow else args.repeat, 3600),
             "quirks": run_worker(name, "quirks", args.dir, 1, 60),
             "bomb": run_worker(name, "bomb", args.dir, 1, 30),
         }
@@ -727,18 +856,22 @@ def print_tables(results: dict[str, Any], json_res: dict[str, Any],
               f"{any_b['chunks']} chunks in {any_b['files']} files "
               f"({any_b['bytes'] / 1e6:.1f} MB)")
 
-    print("\n## Scalars and keys\n")
-    print("| parser | " + " | ".join(QUIRK_KEYS) + " |")
-    print("|---|" + "---|" * len(QUIRK_KEYS))
+    print("\n## Scalars and keys (first row: go-yaml v2, i.e. Kubernetes)\n")
+    print("| parser | same as K8s | " + " | ".join(QUIRK_KEYS) + " |")
+    print("|---|---|" + "---|" * len(QUIRK_KEYS))
+    exp = [repr(GO_YAML_V2[k]) for k in QUIRK_KEYS]
+    print(f"| go-yaml v2 | {len(QUIRK_KEYS)}/{len(QUIRK_KEYS)} | " + " | ".join(exp) + " |")
     for name, r in results.items():
         if r.get("version") is None:
             continue
         q = r["quirks"]
         if "values" in q:
             vals = [q["values"].get(k, "") for k in QUIRK_KEYS]
-            print(f"| {name} | " + " | ".join(v.replace("|", "\\|") for v in vals) + " |")
+            score = f"{len(q['match'])}/{len(QUIRK_KEYS)}"
+            print(f"| {name} | {score} | " + " | ".join(v.replace("|", "\\|") for v in vals)
+                  + " |")
         else:
-            print(f"| {name} | {q.get('error', q.get('outcome', '?'))[:80]} |")
+            print(f"| {name} | 0 | {q.get('error', q.get('outcome', '?'))[:90]} |")
 
     print("\n## Billion laughs (9 levels, 2 GiB address-space limit, 30 s timeout)\n")
     print("| parser | outcome | seconds | peak RSS MiB | detail |")

@@ -17,10 +17,9 @@ build_kubernetes() (
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
   # k8s.io/kubernetes points its k8s.io/* staging modules at ./staging/...,
   # which is not in its module zip; they are published as v0.Y.Z instead.
-  local replaces=()
-  for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod"); do
-    replaces+=("-replace=$m=$m@$staging_version")
-  done
+  local staging replaces=()
+  mapfile -t staging < <(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod")
+  for m in "${staging[@]}"; do replaces+=("-replace=$m=$m@$staging_version"); done
   ((${#replaces[@]})) || { echo "error: no staging modules found in $gomod" >&2; exit 1; }
   go mod edit "${replaces[@]}"
   go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \

@@ -47,7 +47,7 @@ newca() {  # NAME CN
   openssl req -x509 -new -key "$pki/$1.key" -subj "/CN=$2" -days 3650 -out "$pki/$1.crt" \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
 }
-newcert() {  # NAME CA SUBJECT serverAuth|clientAuth [SANS]
+newcert() {  # NAME CA SUBJECT EXTENDED-KEY-USAGE [SANS]
   newkey "$1"
   local ext="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=$4"
   # Key identifiers: strict X.509 checkers (Python 3.13 by default) require them.
@@ -60,13 +60,15 @@ newcert() {  # NAME CA SUBJECT serverAuth|clientAuth [SANS]
 # etcd has its own CA, as in production: an etcd client cert must not also
 # authenticate to the API server.
 newca etcd-ca kubeproof-dev-etcd-ca
-newcert etcd etcd-ca /CN=etcd serverAuth IP:127.0.0.1,DNS:localhost
+# clientAuth too: etcd's gRPC gateway dials etcd itself with this certificate.
+newcert etcd etcd-ca /CN=etcd serverAuth,clientAuth IP:127.0.0.1,DNS:localhost
 newcert apiserver-etcd-client etcd-ca /CN=kube-apiserver clientAuth
 newca ca kubeproof-dev-ca
 newcert apiserver ca /CN=kube-apiserver serverAuth \
   IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
 newcert admin ca /O=system:masters/CN=kubeproof-admin clientAuth
 newcert controller-manager ca /CN=system:kube-controller-manager clientAuth
+newcert controller-manager-serving ca /CN=kube-controller-manager serverAuth IP:127.0.0.1,DNS:localhost
 newcert scanner ca /CN=kubeproof-scanner clientAuth
 newkey service-account
 openssl pkey -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub"
@@ -129,10 +131,10 @@ fail() {
   exit 1
 }
 
-launch etcd "$ETCD" --name=default --data-dir="$dir/etcd-data" --log-level=warn \
+launch etcd "$ETCD" --name=kubeproof-dev --data-dir="$dir/etcd-data" --log-level=warn \
   --listen-client-urls="https://127.0.0.1:$etcd_port" --advertise-client-urls="https://127.0.0.1:$etcd_port" \
   --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
-  --initial-cluster="default=http://127.0.0.1:$peer_port" \
+  --initial-cluster="kubeproof-dev=http://127.0.0.1:$peer_port" \
   --cert-file="$pki/etcd.crt" --key-file="$pki/etcd.key" \
   --client-cert-auth --trusted-ca-file="$pki/etcd-ca.crt" \
   --unsafe-no-fsync  # throwaway data; fsync dominates write latency on slow disks
@@ -155,18 +157,6 @@ launch kube-apiserver "$KUBE_APISERVER" \
   --audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/audit.log" \
   --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
 
-# It waits for the API server by itself. --leader-elect=false: one instance,
-# and no lease round-trip before the controllers start.
-launch kube-controller-manager "$KUBE_CONTROLLER_MANAGER" \
-  --bind-address=127.0.0.1 --secure-port="$kcm_port" \
-  --kubeconfig="$dir/controller-manager.kubeconfig" \
-  --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
-  --authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
-  --use-service-account-credentials --leader-elect=false \
-  --service-account-private-key-file="$pki/service-account.key" --root-ca-file="$pki/ca.crt" \
-  --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
-  --profiling=false
-
 # --- readiness and RBAC ---------------------------------------------------------
 admin_curl() {
   curl -sS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$@"
@@ -180,8 +170,20 @@ wait_ok() {  # NAME URL CURL-ARGS...
   done
 }
 wait_ok kube-apiserver "$server/readyz" --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key"
-# Its /healthz answers once the controllers have started.
-wait_ok kube-controller-manager "https://127.0.0.1:$kcm_port/healthz" --cacert "$pki/ca.crt"
+# Started only once the API server is ready: it exits if its RBAC bindings
+# (bootstrapped by the API server) are not there yet. --leader-elect=false:
+# one instance, and no lease round-trip before the controllers start.
+launch kube-controller-manager "$KUBE_CONTROLLER_MANAGER" \
+  --bind-address=127.0.0.1 --secure-port="$kcm_port" \
+  --tls-cert-file="$pki/controller-manager-serving.crt" \
+  --tls-private-key-file="$pki/controller-manager-serving.key" \
+  --kubeconfig="$dir/controller-manager.kubeconfig" \
+  --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
+  --authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
+  --use-service-account-credentials --leader-elect=false \
+  --service-account-private-key-file="$pki/service-account.key" --root-ca-file="$pki/ca.crt" \
+  --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+  --profiling=false
 
 # Server-side apply: idempotent, and the API server reads YAML itself, so
 # neither kubectl nor a YAML parser is needed.
@@ -199,6 +201,9 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeproo
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: kubeproof-scanner}]
 EOF
 apply /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeproof-scanner "$dir/scanner-binding.yaml"
+
+# Its /healthz answers once the controllers have started.
+wait_ok kube-controller-manager "https://127.0.0.1:$kcm_port/healthz" --cacert "$pki/ca.crt"
 
 # For programs without a YAML parser (tests/integration/controlplane.py).
 cat >"$dir/cluster.env" <<EOF

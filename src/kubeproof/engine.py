@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from kubeproof.checks.registry import Check, NotApplicable, NotEvaluated, Violation
 from kubeproof.inventory import Inventory, K8sObject, Workload
@@ -83,23 +84,22 @@ def _run(check: Check, inventory: Inventory, context: Context) -> Iterator[Resul
             for container in workload.containers:
                 subject = workload.subject.with_container(container.name)
                 yield _judge(check, subject, workload.obj, gap, container.path, workload,
-                             lambda c=container, w=workload: check.function(c, w, context))
+                             partial(check.function, container, workload, context))
     elif spec.scope == "workload":
         for workload in inventory.workloads:
             yield from _judge_workload(check, workload, gap, context)
     elif spec.scope == "object":
         for obj in inventory.of_kind(*spec.kinds):
             yield _judge(check, obj.subject, obj, gap, None, None,
-                         lambda o=obj: check.function(o, context))
+                         partial(check.function, obj, context))
     elif spec.scope == "namespace":
         for name in inventory.namespaces():
-            obj = inventory.namespace_object(name)
             subject = Subject("v1", "Namespace", None, name)
-            yield _judge(check, subject, obj, gap, None, None,
-                         lambda n=name: check.function(n, context))
+            yield _judge(check, subject, inventory.namespace_object(name), gap, None, None,
+                         partial(check.function, name, context))
     elif spec.scope == "cluster":
         subject = Subject("", "Cluster", None, context.cluster_name)
-        yield _judge(check, subject, None, gap, None, None, lambda: check.function(context))
+        yield _judge(check, subject, None, gap, None, None, partial(check.function, context))
 
 
 def _judge_workload(
@@ -114,7 +114,7 @@ def _judge_workload(
                          _location(workload.obj), reason=f"{policy.source} = {policy.level}")
             return
     yield _judge(check, workload.subject, workload.obj, gap, None, workload,
-                 lambda: check.function(workload, context))
+                 partial(check.function, workload, context))
 
 
 def _judge(

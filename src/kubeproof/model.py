@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -112,3 +113,18 @@ class Result:
     path: str | None = None  # field path of the offending value, when known
     reason: str | None = None  # why a result is not_evaluated or excepted
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return finding_fingerprint(self.check.id, self.subject)
+
+
+def finding_fingerprint(check_id: str, subject: Subject) -> str:
+    """A stable id for (check, subject): the same across scans, formats and pod churn.
+
+    apiVersion is left out on purpose: moving a Deployment from a beta API group to
+    apps/v1 does not make it a different workload, and its history must carry over.
+    """
+    parts = (check_id, subject.kind, subject.namespace or "", subject.name, subject.container or "")
+    # The unit separator cannot appear in a Kubernetes name, so parts cannot run together.
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]

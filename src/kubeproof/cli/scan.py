@@ -11,7 +11,7 @@ from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, EXIT_USAGE, UsageErr
 from kubeproof.engine import parse_pss_version
 from kubeproof.inventory import Inventory
 from kubeproof.model import Severity, Status
-from kubeproof.reports import FORMATS, renderers
+from kubeproof.reports import FORMATS, Renderer, renderers
 from kubeproof.reports.table import TableRenderer
 from kubeproof.scan import ScanReport, scan_inventory
 from kubeproof.sources.files import RenderOptions, load_paths
@@ -61,8 +61,8 @@ def run(arguments: argparse.Namespace) -> int:
                             errors=loaded.errors, sources=list(arguments.paths),
                             files=loaded.files)
     write_report(report, arguments.format, arguments.output)
-    for error in loaded.errors:
-        print(f"kubeproof: input error: {error}", file=sys.stderr)
+    for problem in loaded.errors:
+        print(f"kubeproof: input error: {problem}", file=sys.stderr)
     if loaded.errors:
         return EXIT_USAGE
     if failed_at_or_above(report, arguments.fail_on):
@@ -71,6 +71,7 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 def write_report(report: ScanReport, format_name: str, output: str | None) -> None:
+    renderer: Renderer
     if format_name == "table":
         renderer = TableRenderer(color=output is None and sys.stdout.isatty())
     else:

@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import json
+from functools import cache
+from importlib import resources
 from typing import Any
 
-from kubeproof.model import Result
+from kubeproof.frameworks import Framework
+from kubeproof.model import Result, Status
 from kubeproof.reports.interface import Renderer
 from kubeproof.scan import ScanReport
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_ID = "https://kubeproof.dev/schemas/scan-report/v1.json"
+SCHEMA_RESOURCE = "schemas/scan-report.schema.json"
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that every JSON report conforms to."""
+    text = resources.files("kubeproof").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def groups_by_check(framework: Framework) -> dict[str, list[str]]:
+    """The ids of the groups (criteria, controls) each check belongs to, in framework order."""
+    index: dict[str, list[str]] = {}
+    for group in framework.groups:
+        for check in group.checks:
+            index.setdefault(check.id, []).append(group.id)
+    return index
+
+
+def status_counts(counts: dict[Status, int]) -> dict[str, int]:
+    """Every status, zero included, so consumers never meet a missing key."""
+    return {status.value: counts.get(status, 0) for status in Status}
 
 
 def result_as_dict(result: Result, groups: list[str]) -> dict[str, Any]:
@@ -21,6 +47,7 @@ def result_as_dict(result: Result, groups: list[str]) -> dict[str, Any]:
         "status": result.status.value,
         "severity": spec.severity.value,
         "subject": result.subject.as_dict(),
+        "fingerprint": result.fingerprint,
         "criteria": sorted(spec.criteria),
         "groups": groups,
         "references": {
@@ -32,7 +59,8 @@ def result_as_dict(result: Result, groups: list[str]) -> dict[str, Any]:
         "remediation": spec.remediation,
         "location": (
             {"file": result.location.file, "line": result.location.line}
-            if result.location else None
+            if result.location
+            else None
         ),
         "path": result.path,
         "reason": result.reason,
@@ -42,13 +70,16 @@ def result_as_dict(result: Result, groups: list[str]) -> dict[str, Any]:
 
 def report_as_dict(report: ScanReport) -> dict[str, Any]:
     framework = report.framework
-    groups_of = {c.id: framework.groups_of(c.spec) for c in framework.checks}
+    groups_of = groups_by_check(framework)
     return {
         "$schema": SCHEMA_ID,
         "schemaVersion": SCHEMA_VERSION,
         "tool": {"name": "kubeproof", "version": report.tool_version},
-        "framework": {"id": framework.id, "title": framework.title,
-                      "reference": framework.reference},
+        "framework": {
+            "id": framework.id,
+            "title": framework.title,
+            "reference": framework.reference,
+        },
         "scan": {
             "startedAt": report.started_at.isoformat(),
             "finishedAt": report.finished_at.isoformat() if report.finished_at else None,
@@ -56,21 +87,22 @@ def report_as_dict(report: ScanReport) -> dict[str, Any]:
             "files": report.files,
             "objects": report.objects,
             "pssVersion": f"v{report.pss_version[0]}.{report.pss_version[1]}"
-            if report.pss_version else None,
+            if report.pss_version
+            else None,
             "coverage": [
                 {"kind": c.kind, "state": c.state, "detail": c.detail}
                 for c in sorted(report.coverage.kinds.values(), key=lambda c: c.kind)
             ],
         },
         "summary": {
-            "totals": {status.value: count for status, count in sorted(report.totals().items())},
+            "totals": status_counts(report.totals()),
             "groups": [
                 {
                     "id": g.id,
                     "title": g.title,
                     "verdict": g.verdict,
                     "checks": g.checks,
-                    "counts": {s.value: n for s, n in sorted(g.counts.items())},
+                    "counts": status_counts(g.counts),
                 }
                 for g in report.summary()
             ],

@@ -43,7 +43,7 @@ class Document:
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class KubernetesLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class KubernetesLoader(_BaseLoader):  # type: ignore[misc]
     """YAML 1.1 like the Kubernetes tools (booleans, octal), but timestamps stay strings,
     as they do in Kubernetes objects."""
 

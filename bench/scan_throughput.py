@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""End-to-end manifest scan throughput, and a side-by-side run against checkov.
+
+    python bench/scan_throughput.py                      # 13,000 resources, kubeproof only
+    python bench/scan_throughput.py --peer checkov       # + 2,700 resources, alternating runs
+
+Each run is a fresh `kubeproof scan DIR --format json` process (parse, all checks, report),
+timed by wall clock, with its own peak RSS from wait4. The peer is checkov from its own
+virtual environment (`--checkov PATH`, default bench/.venv-checkov/bin/checkov, created on
+first use), run alternately with kubeproof on the same files so that machine noise hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CHECKOV_VENV = HERE / ".venv-checkov"
+
+
+def generate(resources: int, directory: Path) -> Path:
+    target = directory / f"manifests-{resources}"
+    if not target.exists():
+        subprocess.run([sys.executable, str(HERE / "generate_manifests.py"), "--resources",
+                        str(resources), "--out", str(target)], check=True)
+    return target
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):  # 1: failures found, which is expected
+        stderr = process.stderr.read().decode() if process.stderr else ""
+        raise SystemExit(f"{command[0]} exited {code}: {stderr[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def kubeproof_command(directory: Path) -> list[str]:
+    return [sys.executable, "-m", "kubeproof", "scan", str(directory), "--format", "json",
+            "--output", os.devnull, "--fail-on", "none"]
+
+
+def checkov_command(checkov: str, directory: Path) -> list[str]:
+    return [checkov, "-d", str(directory), "--framework", "kubernetes", "--quiet", "--compact",
+            "-o", "json", "--skip-download"]
+
+
+def ensure_checkov(path: str | None) -> str:
+    if path:
+        return path
+    checkov = CHECKOV_VENV / "bin" / "checkov"
+    if not checkov.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
+        subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet", "checkov"],
+                       check=True)
+    return str(checkov)
+
+
+def summarise(name: str, runs: list[tuple[float, float]], resources: int) -> float:
+    walls = [w for w, _ in runs]
+    median = statistics.median(walls)
+    peak = max(r for _, r in runs)
+    print(f"{name:10} {resources:>7,} resources  median {median:7.2f} s  "
+          f"min {min(walls):7.2f} s  {resources / median:9,.0f} resources/s  "
+          f"peak RSS {peak:6.0f} MB  ({len(runs)} runs)")
+    return median
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resources", type=int, default=13_000)
+    parser.add_argument("--peer", choices=("checkov",), help="also run a peer, alternating")
+    parser.add_argument("--peer-resources", type=int, default=2_700)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--checkov", help="path to a checkov executable")
+    parser.add_argument("--workdir", type=Path, help="where generated manifests are kept")
+    arguments = parser.parse_args()
+
+    workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="kubeproof-bench-"))
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    corpus = generate(arguments.resources, workdir)
+    runs = [timed(kubeproof_command(corpus)) for _ in range(arguments.runs)]
+    summarise("kubeproof", runs, arguments.resources)
+
+    if arguments.peer == "checkov":
+        checkov = ensure_checkov(arguments.checkov)
+        corpus = generate(arguments.peer_resources, workdir)
+        ours, theirs = [], []
+        for _ in range(max(1, arguments.runs // 2)):
+            ours.append(timed(kubeproof_command(corpus)))
+            theirs.append(timed(checkov_command(checkov, corpus)))
+        mine = summarise("kubeproof", ours, arguments.peer_resources)
+        peer = summarise("checkov", theirs, arguments.peer_resources)
+        print(f"kubeproof is {peer / mine:.1f}x faster than checkov on the same files")
+    if arguments.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Analyses that look across objects: NetworkPolicy selection (and, later, reachability)."""

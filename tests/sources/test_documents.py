@@ -1,0 +1,128 @@
+"""The YAML/JSON document splitter and parser, including hostile input."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kubeproof.sources.documents import Document, InputError, parse_documents
+
+
+def parse(text: str) -> list[Document | InputError]:
+    return list(parse_documents(text, "input.yaml"))
+
+
+def test_documents_keep_their_first_content_line() -> None:
+    text = "# header\n---\na: 1\n---\n\n# comment\nb: 2\n...\n---\nc: 3\n"
+    parsed = parse(text)
+    assert [(d.data, d.line) for d in parsed if isinstance(d, Document)] == [
+        ({"a": 1}, 3),
+        ({"b": 2}, 7),
+        ({"c": 3}, 10),
+    ]
+
+
+def test_markers_inside_block_scalars_are_not_split() -> None:
+    text = "a: |\n  ---\n  text\nb: 1\n"
+    (document,) = parse(text)
+    assert isinstance(document, Document)
+    assert document.data == {"a": "---\ntext\n", "b": 1}
+
+
+def test_timestamps_stay_strings_as_in_kubernetes() -> None:
+    (document,) = parse("created: 2024-01-01\nwhen: 2001-12-14t21:59:43.10-05:00\n")
+    assert isinstance(document, Document)
+    assert document.data == {"created": "2024-01-01", "when": "2001-12-14t21:59:43.10-05:00"}
+
+
+def test_yaml_1_1_scalars_match_kubernetes() -> None:
+    (document,) = parse("a: yes\nb: 0777\nc: ~\nd: '1'\n")
+    assert isinstance(document, Document)
+    assert document.data == {"a": True, "b": 511, "c": None, "d": "1"}
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    parsed = parse("a: 1\n---\nb: [1, 2\nc: 3\n")
+    assert isinstance(parsed[0], Document)
+    error = parsed[1]
+    assert isinstance(error, InputError)
+    assert error.source == "input.yaml"
+    assert error.line is not None and error.line >= 3
+    assert "invalid YAML" in error.message
+
+
+def test_alias_bomb_is_refused_without_expanding() -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, 10):
+        previous, name = chr(ord("a") + level - 1), chr(ord("a") + level)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    (error,) = parse("\n".join(lines) + "\n")
+    assert isinstance(error, InputError)
+    assert "alias" in error.message
+
+
+def test_self_referencing_document_is_refused() -> None:
+    (error,) = parse("&a [*a]\n")
+    assert isinstance(error, InputError)
+
+
+def test_deep_nesting_is_refused_before_the_c_parser_recurses() -> None:
+    (error,) = parse("[" * 200_000 + "]" * 200_000)
+    assert isinstance(error, InputError)
+    assert "nest" in error.message
+
+
+def test_moderate_nesting_is_fine() -> None:
+    (document,) = parse("a: " + "[" * 100 + "]" * 100 + "\n")
+    assert isinstance(document, Document)
+
+
+def test_json_fast_path_and_its_line() -> None:
+    (document,) = parse('\n\n{"kind": "Pod", "apiVersion": "v1"}')
+    assert isinstance(document, Document)
+    assert document.line == 3
+    assert document.data["kind"] == "Pod"
+
+
+def test_deep_json_falls_back_and_is_refused() -> None:
+    (error,) = parse("[" * 100_000 + "]" * 100_000)
+    assert isinstance(error, InputError)
+
+
+def test_oversized_document_is_refused(monkeypatch: object) -> None:
+    import kubeproof.sources.documents as documents
+
+    setattr(documents, "MAX_DOCUMENT_BYTES", 1000)  # noqa: B010
+    try:
+        (error,) = parse("a: " + "x" * 2000 + "\n")
+    finally:
+        setattr(documents, "MAX_DOCUMENT_BYTES", 8 * 1024 * 1024)  # noqa: B010
+    assert isinstance(error, InputError)
+    assert "larger" in error.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_never_raises_on_arbitrary_text(text: str) -> None:
+    for item in parse_documents(text, "fuzz.yaml"):
+        assert isinstance(item, Document | InputError)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(min_size=1, max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(yaml_values, min_size=1, max_size=4))
+def test_round_trips_generated_documents(values: list[object]) -> None:
+    text = yaml.safe_dump_all(values, explicit_start=True)
+    parsed = [d for d in parse(text)]
+    assert all(isinstance(d, Document) for d in parsed), parsed
+    assert [d.data for d in parsed if isinstance(d, Document)] == [
+        v for v in values if v is not None
+    ] or len(parsed) == len(values)

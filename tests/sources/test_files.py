@@ -1,0 +1,91 @@
+"""Manifests from the file system: directories, multi-document files, Lists, bad files."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubeproof.sources.files import load_paths
+
+POD = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers: []\n"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_directories_are_read_recursively_with_locations(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", POD.format(name="a") + "---\n" + POD.format(name="b"))
+    write(tmp_path / "sub" / "c.yml", POD.format(name="c"))
+    write(tmp_path / "sub" / "d.json", '{"apiVersion": "v1", "kind": "Pod", '
+          '"metadata": {"name": "d"}}')
+    write(tmp_path / "notes.txt", "not a manifest")
+    loaded = load_paths([str(tmp_path)])
+    assert loaded.errors == []
+    assert loaded.files == 3
+    where = {o.name: (Path(o.location.file).name, o.location.line) for o in loaded.objects
+             if o.location}
+    assert where == {"a": ("a.yaml", 1), "b": ("a.yaml", 8), "c": ("c.yml", 1),
+                     "d": ("d.json", 1)}
+
+
+def test_list_kinds_are_expanded(tmp_path: Path) -> None:
+    write(tmp_path / "list.yaml", "apiVersion: v1\nkind: List\nitems:\n"
+          "- {apiVersion: v1, kind: Pod, metadata: {name: x}}\n"
+          "- {apiVersion: v1, kind: ConfigMap, metadata: {name: y, namespace: n}}\n- 3\n")
+    loaded = load_paths([str(tmp_path / "list.yaml")])
+    assert sorted(o.name for o in loaded.objects) == ["x", "y"]
+    assert len(loaded.errors) == 1 and "item 2" in loaded.errors[0].message
+
+
+def test_bad_files_are_reported_and_the_rest_still_scanned(tmp_path: Path) -> None:
+    write(tmp_path / "good.yaml", POD.format(name="good"))
+    write(tmp_path / "binary.yaml", b"\x00\x01\x02binary")
+    write(tmp_path / "latin1.yaml", "name: caf\xe9\n".encode("latin-1"))
+    write(tmp_path / "empty.yaml", "")
+    write(tmp_path / "scalar.yaml", "just a string\n")
+    write(tmp_path / "nokind.yaml", "metadata: {name: x}\n")
+    write(tmp_path / "broken.yaml", "a: [1\n")
+    loaded = load_paths([str(tmp_path), str(tmp_path / "missing.yaml")])
+    assert [o.name for o in loaded.objects] == ["good"]
+    messages = {Path(e.source).name: e.message for e in loaded.errors}
+    assert "binary" in messages["binary.yaml"]
+    assert "UTF-8" in messages["latin1.yaml"]
+    assert "not a Kubernetes object" in messages["scalar.yaml"]
+    assert "no kind" in messages["nokind.yaml"]
+    assert "invalid YAML" in messages["broken.yaml"]
+    assert "no such file" in messages["missing.yaml"]
+    assert "empty.yaml" not in messages
+
+
+def test_huge_files_are_refused_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as handle:  # sparse: 100 MB on paper, nothing on disk
+        handle.truncate(100 * 1024 * 1024)
+    loaded = load_paths([str(big)])
+    assert loaded.objects == []
+    assert "over the" in loaded.errors[0].message
+
+
+def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(POD.format(name="piped")))
+    loaded = load_paths(["-"])
+    assert [o.name for o in loaded.objects] == ["piped"]
+    assert loaded.objects[0].location is not None
+    assert loaded.objects[0].location.file == "<stdin>"
+
+
+def test_wrong_types_in_known_fields_do_not_crash(tmp_path: Path) -> None:
+    write(tmp_path / "odd.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [1, 2]\nspec: 7\n---\n"
+          "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: 5}\n"
+          "spec: {template: {spec: {containers: [1, {name: 3, image: [x]}]}}}\n")
+    loaded = load_paths([str(tmp_path)])
+    assert len(loaded.objects) == 2

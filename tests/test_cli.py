@@ -1,0 +1,118 @@
+"""The command line as a user runs it: exit codes, formats, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubeproof.cli.main import main
+
+PRIVILEGED = """apiVersion: v1
+kind: Pod
+metadata: {name: root, namespace: team}
+spec:
+  containers:
+  - name: app
+    image: app@sha256:0000000000000000000000000000000000000000000000000000000000000000
+    securityContext: {privileged: true}
+"""
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    (directory / "pod.yaml").write_text(PRIVILEGED)
+    return directory
+
+
+def test_json_report_and_fail_on_exit_codes(
+    manifests: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "report.json"
+    code = main(["scan", str(manifests), "--format", "json", "--output", str(output)])
+    assert code == 1  # default --fail-on info: any failing result
+    report = json.loads(output.read_text())
+    privileged = [r for r in report["results"] if r["check"] == "pss.privileged"]
+    assert privileged and privileged[0]["status"] == "fail"
+    assert privileged[0]["location"] == {"file": str(manifests / "pod.yaml"), "line": 1}
+    assert main(["scan", str(manifests), "--fail-on", "none", "-o", "json"]) == 0
+    capsys.readouterr()
+
+
+def test_input_errors_exit_2_but_still_report(
+    manifests: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (manifests / "broken.yaml").write_text("a: [1\n")
+    code = main(["scan", str(manifests), "--fail-on", "none", "-o", "json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    report = json.loads(captured.out)
+    assert report["errors"][0]["source"].endswith("broken.yaml")
+    assert any(r["check"] == "pss.privileged" for r in report["results"])
+    assert "broken.yaml" in captured.err
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["scan", "x", "--framework", "nope"],
+        ["scan", "x", "--pss-version", "v2.0"],
+        ["explain", "no.such-check"],
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(arguments) == 2
+    assert "kubeproof: error:" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_a_usage_error(
+    manifests: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["scan", str(manifests), "--output", str(manifests / "no" / "dir" / "r.json")])
+    assert code == 2
+    assert "cannot write --output" in capsys.readouterr().err
+
+
+def test_table_groups_by_criterion(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["scan", str(manifests)])
+    out = capsys.readouterr().out
+    assert "Summary by SOC 2 criterion" in out
+    assert "CC6.1" in out and "failing" in out
+    assert "pss.privileged" in out
+
+
+def test_catalogue_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frameworks", "-o", "json"]) == 0
+    ids = {f["id"] for f in json.loads(capsys.readouterr().out)}
+    assert ids == {"soc2", "cis", "pss-baseline", "pss-restricted"}
+    assert main(["checks", "--framework", "pss-restricted", "-o", "json"]) == 0
+    checks = json.loads(capsys.readouterr().out)
+    assert len(checks) == 19
+    assert main(["explain", "pss.privileged"]) == 0
+    assert "Remediation" in capsys.readouterr().out
+
+
+def test_module_entry_point_and_stdin(manifests: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "kubeproof", "scan", "-", "-o", "json", "--fail-on", "none"],
+        input=PRIVILEGED, capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["scan"]["sources"] == ["-"]
+    assert "Traceback" not in completed.stderr
+
+
+def test_catalogue_has_at_least_sixty_checks_with_rationales() -> None:
+    from kubeproof.checks import catalogue
+
+    checks = catalogue()
+    assert len(checks) >= 60
+    for check in checks:
+        assert check.spec.criteria and all(check.spec.criteria.values())
