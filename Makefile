@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration install docs clean
+.PHONY: demo test test-tools lint typecheck install docs clean cluster-up cluster-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ demo: $(STAMP)
 	$(BIN)/kubeproof scan examples/ --format csv --output out/results.csv --fail-on none
 	@echo "Reports written to out/: report.json report.sarif report.junit.xml results.csv"
 
-## Everything CI runs: lint, types, unit and integration tests.
-test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest -q
+## Everything CI runs: lint, types, unit and integration tests (real control plane, helm,
+## kustomize: built from the Go module proxy on first use, then cached by version).
+test: $(STAMP) lint typecheck test-tools
+	$(BIN)/python -m pytest -q -n 2
+
+test-tools:
+	scripts/controlplane/build.sh
+	scripts/tools.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -38,6 +43,17 @@ typecheck: $(STAMP)
 ## Regenerate docs that are generated from the catalogue data.
 docs: $(STAMP)
 	$(BIN)/python -m kubeproof.docs_gen
+
+## A real etcd + kube-apiserver + kube-controller-manager on 127.0.0.1 for development.
+## The first run compiles them from the Go module proxy; later runs start in seconds.
+DEV_CLUSTER ?= .dev-cluster
+
+cluster-up:  ## start the local control plane in $(DEV_CLUSTER)/ (prints the kubeconfigs to use)
+	@scripts/controlplane/build.sh >/dev/null
+	@scripts/controlplane/up.sh $(DEV_CLUSTER)
+
+cluster-down:  ## stop the local control plane and delete $(DEV_CLUSTER)/
+	@scripts/controlplane/down.sh $(DEV_CLUSTER)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

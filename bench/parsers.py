@@ -642,7 +642,7 @@ def task_bench(c: Candidate, d: Path, repeat: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             kept = fn()
             first = time.perf_counter() - t0
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             res[mode] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
             continue
         ndocs = sum(len(x) for x in kept)
@@ -671,13 +671,13 @@ def task_quirks(c: Candidate) -> dict[str, Any]:
     res: dict[str, Any] = {}
     try:
         doc = load_one(QUIRKS)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         # duplicate keys are an error for some: retry without them
         res["dupe_error"] = f"{type(e).__name__}: {str(e)[:160]}"
         try:
             doc = load_one(QUIRKS.replace("dupe: 2\n", ""))
             doc["dupe"] = "<error>"
-        except Exception as e2:  # noqa: BLE001
+        except Exception as e2:
             return {"error": f"{type(e2).__name__}: {str(e2)[:160]}"}
     res["values"] = {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}
     res["match"] = [k for k in QUIRK_KEYS
@@ -695,7 +695,7 @@ def task_bomb(c: Candidate) -> dict[str, Any]:
         docs = load_one(text)
     except MemoryError:
         return {"outcome": "MemoryError", "s": time.perf_counter() - t0, "rss_mib": rss_mib()}
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return {"outcome": "rejected", "error": f"{type(e).__name__}: {str(e)[:200]}",
                 "s": time.perf_counter() - t0, "rss_mib": rss_mib()}
     s = time.perf_counter() - t0

@@ -33,8 +33,10 @@ build_kustomize() (
   install_bin out/kustomize "$KUSTOMIZE"
 )
 
-lock_cache
-[[ -x $HELM ]] || build_helm
-[[ -x $KUSTOMIZE ]] || build_kustomize
+if ! [[ -x $HELM && -x $KUSTOMIZE ]]; then
+  lock_cache  # then look again: another process may have built them meanwhile
+  [[ -x $HELM ]] || build_helm
+  [[ -x $KUSTOMIZE ]] || build_kustomize
+fi
 echo "HELM=$HELM"
 echo "KUSTOMIZE=$KUSTOMIZE"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from conftest import ROOT
-
 from kubeproof.docs_gen import SOC2_MAPPING, soc2_mapping
 
 

@@ -44,9 +44,11 @@ build_etcd() (
   install_bin out/etcd "$ETCD"
 )
 
-lock_cache
-[[ -x $ETCD ]] || build_etcd
-[[ -x $KUBE_APISERVER && -x $KUBE_CONTROLLER_MANAGER ]] || build_kubernetes
+if ! [[ -x $ETCD && -x $KUBE_APISERVER && -x $KUBE_CONTROLLER_MANAGER ]]; then
+  lock_cache  # then look again: another process may have built them meanwhile
+  [[ -x $ETCD ]] || build_etcd
+  [[ -x $KUBE_APISERVER && -x $KUBE_CONTROLLER_MANAGER ]] || build_kubernetes
+fi
 echo "ETCD=$ETCD"
 echo "KUBE_APISERVER=$KUBE_APISERVER"
 echo "KUBE_CONTROLLER_MANAGER=$KUBE_CONTROLLER_MANAGER"

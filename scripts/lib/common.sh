@@ -44,7 +44,7 @@ install_bin() {
   mv -f "$2.tmp.$$" "$2"
 }
 
-# lock_cache: serialise concurrent builds (e.g. parallel test workers).
+# lock_cache: one build at a time (parallel test workers; 2 cores are busy enough).
 lock_cache() {
   mkdir -p "$KUBEPROOF_CACHE"
   exec 9>"$KUBEPROOF_CACHE/build.lock"

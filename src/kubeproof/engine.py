@@ -6,13 +6,16 @@ only in where the inventory comes from and where the results go.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
+from typing import Any, TypeVar
 
 from kubeproof.checks.registry import Check, NotApplicable, NotEvaluated, Violation
-from kubeproof.inventory import Inventory, K8sObject, Workload
+from kubeproof.inventory import Inventory, Workload
 from kubeproof.model import Location, Result, Status, Subject
+
+T = TypeVar("T")
 
 LATEST_PSS_VERSION = (1, 37)
 PSS_LEVELS = ("privileged", "baseline", "restricted")
@@ -47,6 +50,15 @@ class Context:
     pss_level: str | None = None
     cluster_name: str = "manifests"
     _namespace_policies: dict[str, PssPolicy] = field(default_factory=dict)
+    _derived: dict[str, Any] = field(default_factory=dict)
+
+    def derived(self, key: str, build: Callable[[Inventory], T]) -> T:
+        """An index built from the inventory once per scan (policies by namespace, the
+        RBAC graph ...), shared by every check that needs it."""
+        if key not in self._derived:
+            self._derived[key] = build(self.inventory)
+        value: T = self._derived[key]
+        return value
 
     def pss_policy(self, namespace: str) -> PssPolicy:
         """The Pod Security level and version that apply to pods in a namespace: the
@@ -70,69 +82,86 @@ class Context:
 
 
 def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) -> list[Result]:
-    results: list[Result] = []
+    """Every check over every subject in its scope. Subjects are walked once each, with all
+    their checks, so that each subject's identity and location are built once."""
+    scoped: dict[str, list[tuple[Check, str | None]]] = defaultdict(list)
     for check in checks:
-        results.extend(r for r in _run(check, inventory, context) if r is not None)
+        scoped[check.spec.scope].append((check, inventory.coverage.gap(check.spec.needs)))
+    results: list[Result] = []
+    add = results.append
+
+    for workload in inventory.workloads if scoped["container"] or scoped["workload"] else ():
+        subject, location = workload.subject, workload.obj.location
+        for container in workload.containers:
+            container_subject = subject.with_container(container.name)
+            for check, gap in scoped["container"]:
+                result = _judge(check, container_subject, location, gap, container.path,
+                                workload, (container, workload, context))
+                if result is not None:
+                    add(result)
+        for check, gap in scoped["workload"]:
+            result = _judge_workload(check, workload, subject, location, gap, context)
+            if result is not None:
+                add(result)
+
+    for check, gap in scoped["object"]:
+        for obj in inventory.of_kind(*check.spec.kinds):
+            result = _judge(check, obj.subject, obj.location, gap, None, None, (obj, context))
+            if result is not None:
+                add(result)
+
+    if scoped["namespace"]:
+        for name in inventory.namespaces():
+            subject = Subject("v1", "Namespace", None, name)
+            namespace = inventory.namespace_object(name)
+            location = namespace.location if namespace else None
+            for check, gap in scoped["namespace"]:
+                result = _judge(check, subject, location, gap, None, None, (name, context))
+                if result is not None:
+                    add(result)
+
+    cluster = Subject("", "Cluster", None, context.cluster_name)
+    for check, gap in scoped["cluster"]:
+        result = _judge(check, cluster, None, gap, None, None, (context,))
+        if result is not None:
+            add(result)
     return results
 
 
-def _run(check: Check, inventory: Inventory, context: Context) -> Iterator[Result | None]:
-    spec = check.spec
-    gap = inventory.coverage.gap(spec.needs)
-    if spec.scope == "container":
-        for workload in inventory.workloads:
-            for container in workload.containers:
-                subject = workload.subject.with_container(container.name)
-                yield _judge(check, subject, workload.obj, gap, container.path, workload,
-                             partial(check.function, container, workload, context))
-    elif spec.scope == "workload":
-        for workload in inventory.workloads:
-            yield from _judge_workload(check, workload, gap, context)
-    elif spec.scope == "object":
-        for obj in inventory.of_kind(*spec.kinds):
-            yield _judge(check, obj.subject, obj, gap, None, None,
-                         partial(check.function, obj, context))
-    elif spec.scope == "namespace":
-        for name in inventory.namespaces():
-            subject = Subject("v1", "Namespace", None, name)
-            yield _judge(check, subject, inventory.namespace_object(name), gap, None, None,
-                         partial(check.function, name, context))
-    elif spec.scope == "cluster":
-        subject = Subject("", "Cluster", None, context.cluster_name)
-        yield _judge(check, subject, None, gap, None, None, partial(check.function, context))
-
-
 def _judge_workload(
-    check: Check, workload: Workload, gap: str | None, context: Context
-) -> Iterator[Result | None]:
+    check: Check,
+    workload: Workload,
+    subject: Subject,
+    location: Location | None,
+    gap: str | None,
+    context: Context,
+) -> Result | None:
     pss = check.spec.pss
     if pss is not None and context.pss_level is not None:
         policy = context.pss_policy(workload.namespace)
         if PSS_LEVELS.index(pss.level) > PSS_LEVELS.index(policy.level):
-            yield Result(check.spec, Status.EXCEPTED, workload.subject,
-                         f"not required: {policy.source} sets level {policy.level}",
-                         _location(workload.obj), reason=f"{policy.source} = {policy.level}")
-            return
-    yield _judge(check, workload.subject, workload.obj, gap, None, workload,
-                 partial(check.function, workload, context))
+            return Result(check.spec, Status.EXCEPTED, subject,
+                          f"not required: {policy.source} sets level {policy.level}",
+                          location, reason=f"{policy.source} = {policy.level}")
+    return _judge(check, subject, location, gap, None, workload, (workload, context))
 
 
 def _judge(
     check: Check,
     subject: Subject,
-    obj: K8sObject | None,
+    location: Location | None,
     gap: str | None,
     prefix: str | None,
     workload: Workload | None,
-    decide: Callable[[], Iterable[Violation] | None],
+    arguments: tuple[Any, ...],
 ) -> Result | None:
     """One result for one subject; None when the check does not apply to it."""
-    location = _location(obj)
     if gap is not None:
         return Result(check.spec, Status.NOT_EVALUATED, subject,
                       f"not evaluated: {gap}", location, reason=gap)
     try:
-        violations = list(decide() or ())
+        found = check.function(*arguments)
+        violations = list(found) if found else ()
     except NotApplicable:
         return None
     except NotEvaluated as signal:
@@ -160,7 +189,3 @@ def _full_path(violation: Violation, prefix: str | None, workload: Workload | No
     if workload is not None:
         return workload.field_path(path)
     return path
-
-
-def _location(obj: K8sObject | None) -> Location | None:
-    return obj.location if obj is not None else None

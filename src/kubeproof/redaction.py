@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,52 +139,120 @@ class _Shape:
 # Every quantifier is bounded or runs over a class the next token cannot start with, so a
 # hostile text cannot make matching slow.
 _SHAPES: tuple[_Shape, ...] = (
-    _Shape(CredentialKind.PRIVATE_KEY, re.compile(
-        r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----.*?"
-        r"(?:-----END[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL), 0,
-        ("PRIVATE KEY",)),
-    _Shape(CredentialKind.AWS_ACCESS_KEY_ID, re.compile(
-        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])"), 0,
-        ("AKIA", "ASIA", "ABIA", "ACCA", "A3T")),
-    _Shape(CredentialKind.GITHUB_TOKEN, re.compile(
-        r"\b(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,251})\b"),
-        0, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
-    _Shape(CredentialKind.GITLAB_TOKEN, re.compile(
-        r"\bgl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,255}"), 0,
-        ("glpat-", "gldt-", "glrt-", "glptt-")),
-    _Shape(CredentialKind.SLACK_TOKEN, re.compile(r"\bxox[abeprs]-[A-Za-z0-9-]{10,255}"), 0,
-           ("xox",)),
-    _Shape(CredentialKind.SLACK_WEBHOOK, re.compile(
-        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,255}"), 0,
-        ("hooks.slack.com",)),
-    _Shape(CredentialKind.STRIPE_KEY, re.compile(
-        r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,255}\b"), 0, ("k_live_", "k_test_")),
-    _Shape(CredentialKind.GOOGLE_API_KEY, re.compile(
-        r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"), 0, ("AIza",)),
+    _Shape(
+        CredentialKind.PRIVATE_KEY,
+        re.compile(
+            r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+            re.DOTALL,
+        ),
+        0,
+        ("PRIVATE KEY",),
+    ),
+    _Shape(
+        CredentialKind.AWS_ACCESS_KEY_ID,
+        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])"),
+        0,
+        ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+    ),
+    _Shape(
+        CredentialKind.GITHUB_TOKEN,
+        re.compile(
+            r"\b(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,251})\b"
+        ),
+        0,
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    _Shape(
+        CredentialKind.GITLAB_TOKEN,
+        re.compile(r"\bgl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,255}"),
+        0,
+        ("glpat-", "gldt-", "glrt-", "glptt-"),
+    ),
+    _Shape(
+        CredentialKind.SLACK_TOKEN, re.compile(r"\bxox[abeprs]-[A-Za-z0-9-]{10,255}"), 0, ("xox",)
+    ),
+    _Shape(
+        CredentialKind.SLACK_WEBHOOK,
+        re.compile(
+            r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,255}"
+        ),
+        0,
+        ("hooks.slack.com",),
+    ),
+    _Shape(
+        CredentialKind.STRIPE_KEY,
+        re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,255}\b"),
+        0,
+        ("k_live_", "k_test_"),
+    ),
+    _Shape(
+        CredentialKind.GOOGLE_API_KEY,
+        re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"),
+        0,
+        ("AIza",),
+    ),
     _Shape(CredentialKind.NPM_TOKEN, re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), 0, ("npm_",)),
-    _Shape(CredentialKind.SENDGRID_KEY, re.compile(
-        r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"), 0, ("SG.",)),
-    _Shape(CredentialKind.AI_API_KEY, re.compile(
-        r"\bsk-(?:ant-[a-z]{2,10}\d\d-[A-Za-z0-9_-]{80,255}"
-        r"|(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{10,200}T3BlbkFJ[A-Za-z0-9_-]{10,200})"), 0,
-        ("sk-ant-", "T3BlbkFJ")),
-    _Shape(CredentialKind.JWT, re.compile(
-        r"\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{0,4096}"), 0,
-        (".eyJ",)),
-    _Shape(CredentialKind.AZURE_ACCOUNT_KEY, re.compile(
-        r"(?i)\b(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}([A-Za-z0-9+/]{20,512}={0,2})"),
-        1, ("accountkey", "sharedaccesskey"), folded=True),
-    _Shape(CredentialKind.AZURE_SAS_SIGNATURE, re.compile(
-        r"[?&;]sig=([A-Za-z0-9%+/]{16,512}(?:%3[Dd]|=){0,2})"), 1, ("sig=",)),
-    _Shape(CredentialKind.URL_PASSWORD, re.compile(
-        r"\b[A-Za-z][A-Za-z0-9+.-]{0,20}://[^\s:/?#@\"'<>]{0,256}:([^\s/@\"'<>]{1,256})@"), 1,
-        ("://",)),
-    _Shape(CredentialKind.AUTHORIZATION_HEADER, re.compile(
-        r"(?i)\b(?:proxy-)?authorization[\"']?[ \t]{0,3}[:=][ \t]{0,3}[\"']?"
-        r"(?:(?:bearer|basic|token|digest|apikey)[ \t]{1,3})?([^\s\"',;]{8,4096})"), 1,
-        ("authorization",), folded=True),
-    _Shape(CredentialKind.AUTHORIZATION_HEADER, re.compile(
-        r"\bBearer[ \t]{1,3}([A-Za-z0-9._~+/-]{20,4096}=*)"), 1, ("Bearer",)),
+    _Shape(
+        CredentialKind.SENDGRID_KEY,
+        re.compile(r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"),
+        0,
+        ("SG.",),
+    ),
+    _Shape(
+        CredentialKind.AI_API_KEY,
+        re.compile(
+            r"\bsk-(?:ant-[a-z]{2,10}\d\d-[A-Za-z0-9_-]{80,255}"
+            r"|(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{10,200}T3BlbkFJ[A-Za-z0-9_-]{10,200})"
+        ),
+        0,
+        ("sk-ant-", "T3BlbkFJ"),
+    ),
+    _Shape(
+        CredentialKind.JWT,
+        re.compile(r"\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{0,4096}"),
+        0,
+        (".eyJ",),
+    ),
+    _Shape(
+        CredentialKind.AZURE_ACCOUNT_KEY,
+        re.compile(
+            r"(?i)\b(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}([A-Za-z0-9+/]{20,512}={0,2})"
+        ),
+        1,
+        ("accountkey", "sharedaccesskey"),
+        folded=True,
+    ),
+    _Shape(
+        CredentialKind.AZURE_SAS_SIGNATURE,
+        re.compile(r"[?&;]sig=([A-Za-z0-9%+/]{16,512}(?:%3[Dd]|=){0,2})"),
+        1,
+        ("sig=",),
+    ),
+    _Shape(
+        CredentialKind.URL_PASSWORD,
+        re.compile(
+            r"\b[A-Za-z][A-Za-z0-9+.-]{0,20}://[^\s:/?#@\"'<>]{0,256}:([^\s/@\"'<>]{1,256})@"
+        ),
+        1,
+        ("://",),
+    ),
+    _Shape(
+        CredentialKind.AUTHORIZATION_HEADER,
+        re.compile(
+            r"(?i)\b(?:proxy-)?authorization[\"']?[ \t]{0,3}[:=][ \t]{0,3}[\"']?"
+            r"(?:(?:bearer|basic|token|digest|apikey)[ \t]{1,3})?([^\s\"',;]{8,4096})"
+        ),
+        1,
+        ("authorization",),
+        folded=True,
+    ),
+    _Shape(
+        CredentialKind.AUTHORIZATION_HEADER,
+        re.compile(r"\bBearer[ \t]{1,3}([A-Za-z0-9._~+/-]{20,4096}=*)"),
+        1,
+        ("Bearer",),
+    ),
 )
 
 # A GCP service account key file: the JSON object itself is the credential; its
@@ -210,46 +279,213 @@ _BARE_VALUE = re.compile(r"[^\s\"'&]{1,512}")
 _QUOTED_VALUE = {quote: re.compile(f"{quote}([^{quote}\\n]{{1,512}}){quote}") for quote in "\"'"}
 _XML_VALUE = re.compile(r"[^<\n]{1,512}")
 # Every secret-sounding name contains one of these; a cheap test before the full one.
-_NAME_STEMS = ("pass", "pwd", "pw", "secret", "token", "cred", "key", "auth", "salt", "hmac",
-               "sig", "seed", "licen", "sas", "contrasena")
+_NAME_STEMS = re.compile(
+    r"pass|pw|secret|token|cred|key|auth|salt|hmac|sig|seed|licen|sas|contrasena", re.IGNORECASE
+)
 
 
 # --- names --------------------------------------------------------------------------------
 
 _PASSWORD_SUBSTRINGS = ("password", "passwd", "passphrase")
 _PASSWORD_WORDS = frozenset({"pass", "pwd", "pw", "passwort", "contrasena"})
-_SECRET_WORDS = frozenset({
-    "secret", "secrets", "token", "tokens", "credential", "credentials", "creds", "cred",
-    "apikey", "apitoken", "apisecret", "accesstoken", "authtoken", "refreshtoken", "idtoken",
-    "bearertoken", "clientsecret", "secretkey", "privatekey", "accesskey", "signingkey",
-    "encryptionkey", "masterkey", "accountkey", "sharedkey", "sharedaccesskey", "sas",
-})
+_SECRET_WORDS = frozenset(
+    {
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
+        "credential",
+        "credentials",
+        "creds",
+        "cred",
+        "apikey",
+        "apitoken",
+        "apisecret",
+        "accesstoken",
+        "authtoken",
+        "refreshtoken",
+        "idtoken",
+        "bearertoken",
+        "clientsecret",
+        "secretkey",
+        "privatekey",
+        "accesskey",
+        "signingkey",
+        "encryptionkey",
+        "masterkey",
+        "accountkey",
+        "sharedkey",
+        "sharedaccesskey",
+        "sas",
+    }
+)
 # Words that make a following "key" a secret one: API_KEY, PRIVATE_KEY, APP_KEY ...
-_KEY_QUALIFIERS = frozenset({
-    "api", "private", "access", "secret", "signing", "sign", "encryption", "encrypt",
-    "master", "account", "shared", "client", "auth", "admin", "root", "session", "service",
-    "webhook", "hmac", "jwt", "app", "crypto", "cipher", "storage", "ssh", "gpg", "pgp",
-    "deploy", "decryption", "aes", "license", "licence",
-})
-_WEAK_WORDS = frozenset({
-    "key", "keys", "auth", "salt", "hmac", "signature", "sig", "seed", "license", "licence",
-})
+_KEY_QUALIFIERS = frozenset(
+    {
+        "api",
+        "private",
+        "access",
+        "secret",
+        "signing",
+        "sign",
+        "encryption",
+        "encrypt",
+        "master",
+        "account",
+        "shared",
+        "client",
+        "auth",
+        "admin",
+        "root",
+        "session",
+        "service",
+        "webhook",
+        "hmac",
+        "jwt",
+        "app",
+        "crypto",
+        "cipher",
+        "storage",
+        "ssh",
+        "gpg",
+        "pgp",
+        "deploy",
+        "decryption",
+        "aes",
+        "license",
+        "licence",
+    }
+)
+_WEAK_WORDS = frozenset(
+    {
+        "key",
+        "keys",
+        "auth",
+        "salt",
+        "hmac",
+        "signature",
+        "sig",
+        "seed",
+        "license",
+        "licence",
+    }
+)
 # Words that, after the secret word, describe the secret instead of holding it.
-_ABOUT_WORDS = frozenset({
-    "file", "files", "path", "paths", "dir", "dirs", "directory", "folder", "url", "urls",
-    "uri", "uris", "endpoint", "endpoints", "host", "hosts", "hostname", "port", "name",
-    "names", "ttl", "expiry", "expires", "expire", "expiration", "expired", "lifetime",
-    "duration", "timeout", "interval", "age", "length", "len", "size", "min", "max",
-    "minimum", "maximum", "count", "limit", "policy", "policies", "complexity", "pattern",
-    "regex", "rotation", "rotate", "enabled", "enable", "disabled", "disable", "required",
-    "require", "header", "headers", "type", "mode", "method", "algorithm", "algo", "alg",
-    "format", "encoding", "ref", "reference", "arn", "location", "store", "provider",
-    "backend", "manager", "source", "mount", "version", "prefix", "suffix", "field", "env",
-    "namespace", "label", "selector", "annotation", "seconds", "secs", "sec", "minutes",
-    "mins", "hours", "days", "ms", "issuer", "audience", "scope", "scopes", "realm",
-    "claim", "claims", "cache", "template", "strategy", "kind", "class", "lookup",
-    "validation", "hint", "hints", "prompt", "placeholder", "rules", "schema", "usage",
-})
+_ABOUT_WORDS = frozenset(
+    {
+        "file",
+        "files",
+        "path",
+        "paths",
+        "dir",
+        "dirs",
+        "directory",
+        "folder",
+        "url",
+        "urls",
+        "uri",
+        "uris",
+        "endpoint",
+        "endpoints",
+        "host",
+        "hosts",
+        "hostname",
+        "port",
+        "name",
+        "names",
+        "ttl",
+        "expiry",
+        "expires",
+        "expire",
+        "expiration",
+        "expired",
+        "lifetime",
+        "duration",
+        "timeout",
+        "interval",
+        "age",
+        "length",
+        "len",
+        "size",
+        "min",
+        "max",
+        "minimum",
+        "maximum",
+        "count",
+        "limit",
+        "policy",
+        "policies",
+        "complexity",
+        "pattern",
+        "regex",
+        "rotation",
+        "rotate",
+        "enabled",
+        "enable",
+        "disabled",
+        "disable",
+        "required",
+        "require",
+        "header",
+        "headers",
+        "type",
+        "mode",
+        "method",
+        "algorithm",
+        "algo",
+        "alg",
+        "format",
+        "encoding",
+        "ref",
+        "reference",
+        "arn",
+        "location",
+        "store",
+        "provider",
+        "backend",
+        "manager",
+        "source",
+        "mount",
+        "version",
+        "prefix",
+        "suffix",
+        "field",
+        "env",
+        "namespace",
+        "label",
+        "selector",
+        "annotation",
+        "seconds",
+        "secs",
+        "sec",
+        "minutes",
+        "mins",
+        "hours",
+        "days",
+        "ms",
+        "issuer",
+        "audience",
+        "scope",
+        "scopes",
+        "realm",
+        "claim",
+        "claims",
+        "cache",
+        "template",
+        "strategy",
+        "kind",
+        "class",
+        "lookup",
+        "validation",
+        "hint",
+        "hints",
+        "prompt",
+        "placeholder",
+        "rules",
+        "schema",
+        "usage",
+    }
+)
 # Words anywhere in a name that mean the value is not secret at all.
 _PUBLIC_WORDS = frozenset({"public", "publishable", "pub", "pubkey"})
 # "id" describes the thing before it only for these (KMS_KEY_ID, TOKEN_ID); a Vault
@@ -269,8 +505,7 @@ def name_tokens(name: str) -> list[str]:
 
 
 def _may_be_secret_name(name: str) -> bool:
-    folded = name.lower()
-    return any(stem in folded for stem in _NAME_STEMS)
+    return _NAME_STEMS.search(name) is not None
 
 
 def secret_name_strength(name: str | None) -> NameStrength | None:
@@ -316,11 +551,13 @@ def _token_strength(token: str, previous: str) -> NameStrength | None:
 
 def _describes_a_secret(tokens: list[str], last_secret_word: int) -> bool:
     """PASSWORD_FILE, TOKEN_TTL, KMS_KEY_ID: the name is about a secret, not one."""
-    after = tokens[last_secret_word + 1:]
+    after = tokens[last_secret_word + 1 :]
     if any(t in _ABOUT_WORDS for t in after):
         return True
-    return bool(after) and after[0] in ("id", "ids") and tokens[last_secret_word] in (
-        _IDENTIFIED_WORDS
+    return (
+        bool(after)
+        and after[0] in ("id", "ids")
+        and tokens[last_secret_word] in (_IDENTIFIED_WORDS)
     )
 
 
@@ -342,11 +579,34 @@ _WHOLE_VALUE_PLACEHOLDER = re.compile(
     r"|<[^<>\n]{1,128}>"  # <password>, <your-token-here>
 )
 _MASK = re.compile(r"[*xX•#._-]+")
-_CONFIG_WORDS = frozenset({
-    "true", "false", "yes", "no", "on", "off", "none", "null", "nil", "undefined", "enabled",
-    "disabled", "required", "optional", "empty", "n/a", "-", "auto", "default", "redacted",
-    "hidden", "masked", "omitted", "unset",
-})
+_CONFIG_WORDS = frozenset(
+    {
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "none",
+        "null",
+        "nil",
+        "undefined",
+        "enabled",
+        "disabled",
+        "required",
+        "optional",
+        "empty",
+        "n/a",
+        "-",
+        "auto",
+        "default",
+        "redacted",
+        "hidden",
+        "masked",
+        "omitted",
+        "unset",
+    }
+)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,20}://\S*")
 _PATH = re.compile(r"(?:/|\./|\.\./|~/|file:)\S*")
 _REDACTED_PREFIX = "[REDACTED"
@@ -406,17 +666,24 @@ def _named_kind(name: str, value: str) -> CredentialKind | None:
     if strength is None or not _plausible_under(strength, value):
         return None
     text = value.strip()
-    tokens = name_tokens(name)
     if (
         strength is not NameStrength.PASSWORD
-        and ("aws" in tokens or "secret" in tokens)
+        and _may_name_an_aws_secret(name)
         and _AWS_SECRET_SHAPE.fullmatch(text)
         and looks_generated(text)
     ):
         return CredentialKind.AWS_SECRET_ACCESS_KEY
-    return CredentialKind.PASSWORD if strength is NameStrength.PASSWORD else (
-        CredentialKind.NAMED_SECRET
+    return (
+        CredentialKind.PASSWORD
+        if strength is NameStrength.PASSWORD
+        else (CredentialKind.NAMED_SECRET)
     )
+
+
+@lru_cache(maxsize=4096)
+def _may_name_an_aws_secret(name: str) -> bool:
+    tokens = name_tokens(name)
+    return "aws" in tokens or "secret" in tokens
 
 
 # --- finding ------------------------------------------------------------------------------
@@ -445,7 +712,7 @@ def _value_span(text: str, start: int, *, xml: bool = False) -> tuple[int, int] 
     if xml:
         match = _XML_VALUE.match(text, start)
         return match.span() if match else None
-    quoted = _QUOTED_VALUE.get(text[start:start + 1])
+    quoted = _QUOTED_VALUE.get(text[start : start + 1])
     match = quoted.match(text, start) if quoted else _BARE_VALUE.match(text, start)
     if match is None:
         return None
@@ -455,9 +722,10 @@ def _value_span(text: str, start: int, *, xml: bool = False) -> tuple[int, int] 
 def _setting_matches(text: str) -> Iterator[CredentialMatch]:
     for pattern in (_SETTING, _FLAG_WITH_VALUE, _XML_ELEMENT):
         xml = pattern is _XML_ELEMENT
+        covered = 0  # end of the last secret value found: keys inside it are masked anyway
         for match in pattern.finditer(text):
             key = match.group("key")
-            if not _may_be_secret_name(key):
+            if match.start() < covered or not _may_be_secret_name(key):
                 continue
             span = _value_span(text, match.end(), xml=xml)
             if span is None:
@@ -467,6 +735,7 @@ def _setting_matches(text: str) -> Iterator[CredentialMatch]:
                 continue
             kind = _named_kind(key, text[start:end])
             if kind is not None:
+                covered = end
                 yield CredentialMatch(kind, start, end)
 
 
@@ -482,26 +751,39 @@ def locate_credentials(name: str | None, value: str) -> list[CredentialMatch]:
 
 def reported_matches(matches: list[CredentialMatch]) -> list[CredentialMatch]:
     """The matches worth naming in a message: a shape beats a name for the same text, and
-    a match inside a larger match of a shape (a private key inside a GCP key file) is part
-    of it."""
-    shaped = [m for m in matches if not m.kind.by_name_only]
+    a match inside a larger match of another shape (a private key inside a GCP key file)
+    is part of it. One sweep over the shapes sorted by start, so thousands of matches in a
+    hostile text stay cheap."""
+    shaped = sorted((m for m in matches if not m.kind.by_name_only), key=lambda m: m.start)
+    starts = [m.start for m in shaped]
+    widest_so_far: list[CredentialMatch] = []  # per prefix: the shape reaching furthest
+    for match in shaped:
+        if not widest_so_far or match.end > widest_so_far[-1].end:
+            widest_so_far.append(match)
+        else:
+            widest_so_far.append(widest_so_far[-1])
     kept = []
     for match in matches:
-        if match.kind.by_name_only and any(_overlaps(match, s) for s in shaped):
-            continue
-        if any(_inside(match, s) for s in shaped if s.kind is not match.kind):
+        before = bisect_right(starts, match.start)
+        reaching = widest_so_far[before - 1] if before else None
+        if match.kind.by_name_only:
+            overlapped = (reaching is not None and reaching.end > match.start) or (
+                before < len(starts) and starts[before] < match.end
+            )
+            if overlapped:
+                continue
+        elif reaching is not None and reaching.kind is not match.kind and _inside(match, reaching):
             continue
         kept.append(match)
     return kept
 
 
-def _overlaps(a: CredentialMatch, b: CredentialMatch) -> bool:
-    return a.start < b.end and b.start < a.end
-
-
 def _inside(inner: CredentialMatch, outer: CredentialMatch) -> bool:
-    return (outer.start <= inner.start and inner.end <= outer.end
-            and (outer.end - outer.start) > (inner.end - inner.start))
+    return (
+        outer.start <= inner.start
+        and inner.end <= outer.end
+        and (outer.end - outer.start) > (inner.end - inner.start)
+    )
 
 
 def find_credentials(name: str | None, value: str) -> list[CredentialKind]:
@@ -548,8 +830,10 @@ def redact_data(data: Any, name: str | None = None) -> Any:
     if isinstance(data, str):
         return redact_value(name, data)
     if isinstance(data, dict):
-        return {key: redact_data(value, key if isinstance(key, str) else None)
-                for key, value in data.items()}
+        return {
+            key: redact_data(value, key if isinstance(key, str) else None)
+            for key, value in data.items()
+        }
     if isinstance(data, list | tuple):
         return [redact_data(item, name) for item in data]
     if isinstance(data, int | float) and not isinstance(data, bool) and name is not None:

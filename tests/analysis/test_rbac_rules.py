@@ -21,12 +21,12 @@ from kubeproof.analysis.rbac import (
     grants_for_some_name,
     grants_non_resource,
     is_aggregated,
-    rbac_index,
     rule_allows,
     rule_allows_non_resource,
     rule_allows_some_name,
     selector_problem,
 )
+from kubeproof.engine import Context
 from kubeproof.inventory import Inventory, K8sObject
 
 
@@ -813,13 +813,10 @@ class TestSubjects:
         ]
 
 
-def test_the_index_is_built_once_per_inventory() -> None:
+def test_the_index_is_built_once_per_scan() -> None:
     inv = inventory(BINDINGS)
-    assert rbac_index(inv) is rbac_index(inv)
-    first = rbac_index(inv)
-    inv.add(K8sObject.from_raw(cluster_role("new", [PODS])))
-    assert rbac_index(inv) is not first
-    assert rbac_index(inv).cluster_role("new") is not None
+    context = Context(inv)
+    assert context.derived("rbac", RbacIndex) is context.derived("rbac", RbacIndex)
 
 
 # -- properties ----------------------------------------------------------------------------

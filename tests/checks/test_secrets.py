@@ -21,24 +21,32 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def workload(container: dict[str, Any], *, init: list[dict[str, Any]] | None = None,
-             name: str = "shop") -> dict[str, Any]:
+def workload(
+    container: dict[str, Any], *, init: list[dict[str, Any]] | None = None, name: str = "shop"
+) -> dict[str, Any]:
     pod: dict[str, Any] = {"containers": [{"name": "app", "image": "shop:1.0", **container}]}
     if init:
         pod["initContainers"] = init
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": "shop"},
-            "spec": {"template": {"spec": pod}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"template": {"spec": pod}},
+    }
 
 
 def env(**values: Any) -> dict[str, Any]:
     return workload({"env": [{"name": k, "value": v} for k, v in values.items()]})
 
 
-def config_map(data: dict[str, Any] | None = None,
-               binary: dict[str, Any] | None = None) -> dict[str, Any]:
-    manifest: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
-                                "metadata": {"name": "shop-config", "namespace": "shop"}}
+def config_map(
+    data: dict[str, Any] | None = None, binary: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "shop-config", "namespace": "shop"},
+    }
     if data is not None:
         manifest["data"] = data
     if binary is not None:
@@ -47,8 +55,12 @@ def config_map(data: dict[str, Any] | None = None,
 
 
 def secret(**fields: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "shop-db", "namespace": "shop"}, **fields}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shop-db", "namespace": "shop"},
+        **fields,
+    }
 
 
 # --- secrets.credential-in-env ------------------------------------------------------------
@@ -78,22 +90,25 @@ def test_literal_credential_in_env_fails(name: str, fake: str, label: str) -> No
     assert result.path == "spec.template.spec.containers[0].env[1].value"
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DB_PASSWORD", "$(DB_PASSWORD_FROM_SECRET)"),
-    ("DB_PASSWORD", ""),
-    ("DB_PASSWORD", "<set-me>"),
-    ("DB_PASSWORD", "${DB_PASSWORD}"),
-    ("DB_PASSWORD_FILE", "/run/secrets/db/password"),
-    ("DATABASE_URL", "postgres://shop:$(DB_PASSWORD)@db.shop:5432/shop"),
-    ("DATABASE_URL", "postgres://db.shop:5432/shop"),
-    ("TOKEN_TTL_SECONDS", "3600"),
-    ("API_KEY_HEADER", "X-Api-Key"),
-    ("KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab"),
-    ("PUBLIC_KEY", FAKES["private-key"].text.replace("PRIVATE", "PUBLIC")),
-    ("CACHE_KEY", "users"),
-    ("ENABLE_TOKEN_AUTH", "true"),
-    ("PWD", "/app"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DB_PASSWORD", "$(DB_PASSWORD_FROM_SECRET)"),
+        ("DB_PASSWORD", ""),
+        ("DB_PASSWORD", "<set-me>"),
+        ("DB_PASSWORD", "${DB_PASSWORD}"),
+        ("DB_PASSWORD_FILE", "/run/secrets/db/password"),
+        ("DATABASE_URL", "postgres://shop:$(DB_PASSWORD)@db.shop:5432/shop"),
+        ("DATABASE_URL", "postgres://db.shop:5432/shop"),
+        ("TOKEN_TTL_SECONDS", "3600"),
+        ("API_KEY_HEADER", "X-Api-Key"),
+        ("KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ("PUBLIC_KEY", FAKES["private-key"].text.replace("PRIVATE", "PUBLIC")),
+        ("CACHE_KEY", "users"),
+        ("ENABLE_TOKEN_AUTH", "true"),
+        ("PWD", "/app"),
+    ],
+)
 def test_values_that_are_not_credentials_pass(name: str, value: str) -> None:
     results = run("secrets.credential-in-env", env(**{name: value}))
     assert statuses(results) == ["pass"], results[0].message
@@ -121,8 +136,16 @@ spec:
 
 
 def test_init_container_env_is_judged() -> None:
-    manifest = workload({}, init=[{"name": "seed", "image": "seed:1",
-                                   "env": [{"name": "GH", "value": FAKES["github"].text}]}])
+    manifest = workload(
+        {},
+        init=[
+            {
+                "name": "seed",
+                "image": "seed:1",
+                "env": [{"name": "GH", "value": FAKES["github"].text}],
+            }
+        ],
+    )
     results = {r.subject.container: r for r in run("secrets.credential-in-env", manifest)}
     assert results["seed"].status.value == "fail"
     assert "init container seed" in results["seed"].message
@@ -132,17 +155,33 @@ def test_init_container_env_is_judged() -> None:
 # --- secrets.credential-in-command --------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "items", "index", "words"), [
-    ("args", ["--listen=:8080", "--db-password=" + FAKES["password"].secret], 1,
-     ("args[1]", "literal password")),
-    ("args", ["--db-password", FAKES["password"].secret], 1, ("after flag --db-password",)),
-    ("command", ["sh", "-c", "curl -H 'Authorization: Bearer " + FAKES["jwt"].text + "' x"], 2,
-     ("command[2]", "JSON Web Token")),
-    ("args", ["--repo", "https://ci:" + FAKES["github"].text + "@github.com/shop/app.git"], 1,
-     ("GitHub token", "password in a URL")),
-])
-def test_credential_in_command_fails(field: str, items: list[str], index: int,
-                                     words: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("field", "items", "index", "words"),
+    [
+        (
+            "args",
+            ["--listen=:8080", "--db-password=" + FAKES["password"].secret],
+            1,
+            ("args[1]", "literal password"),
+        ),
+        ("args", ["--db-password", FAKES["password"].secret], 1, ("after flag --db-password",)),
+        (
+            "command",
+            ["sh", "-c", "curl -H 'Authorization: Bearer " + FAKES["jwt"].text + "' x"],
+            2,
+            ("command[2]", "JSON Web Token"),
+        ),
+        (
+            "args",
+            ["--repo", "https://ci:" + FAKES["github"].text + "@github.com/shop/app.git"],
+            1,
+            ("GitHub token", "password in a URL"),
+        ),
+    ],
+)
+def test_credential_in_command_fails(
+    field: str, items: list[str], index: int, words: tuple[str, ...]
+) -> None:
     [result] = run("secrets.credential-in-command", workload({field: items}))
     assert result.status.value == "fail"
     assert result.path == f"spec.template.spec.containers[0].{field}[{index}]"
@@ -150,41 +189,58 @@ def test_credential_in_command_fails(field: str, items: list[str], index: int,
         assert word in result.message
 
 
-@pytest.mark.parametrize("items", [
-    ["--db-password-file", "/run/secrets/db"],
-    ["--port", "8080", "--token-ttl", "3600"],
-    ["--password", "$(DB_PASSWORD)"],
-    ["serve", "--config=/etc/shop/config.yaml"],
-])
+@pytest.mark.parametrize(
+    "items",
+    [
+        ["--db-password-file", "/run/secrets/db"],
+        ["--port", "8080", "--token-ttl", "3600"],
+        ["--password", "$(DB_PASSWORD)"],
+        ["serve", "--config=/etc/shop/config.yaml"],
+    ],
+)
 def test_command_without_credentials_passes(items: list[str]) -> None:
     assert statuses(run("secrets.credential-in-command", workload({"args": items}))) == ["pass"]
 
 
 # --- secrets.credential-in-configmap ------------------------------------------------------
 
-PROPERTIES = "\n".join([
-    "server.port=8080",
-    "spring.datasource.url=jdbc:postgresql://db:5432/shop",
-    "spring.datasource.username=shop",
-    "spring.datasource.password=" + FAKES["password"].secret,
-    "spring.datasource.password-file=/run/secrets/db",
-])
+PROPERTIES = "\n".join(
+    [
+        "server.port=8080",
+        "spring.datasource.url=jdbc:postgresql://db:5432/shop",
+        "spring.datasource.username=shop",
+        "spring.datasource.password=" + FAKES["password"].secret,
+        "spring.datasource.password-file=/run/secrets/db",
+    ]
+)
 
 
-@pytest.mark.parametrize(("data", "binary", "words"), [
-    ({"application.properties": PROPERTIES}, None,
-     ("key application.properties, line 4", "literal password")),
-    ({"db_password": FAKES["password"].secret}, None, ("key db_password", "literal password")),
-    ({"credentials.json": FAKES["gcp"].text}, None, ("GCP service account key",)),
-    ({"app.yaml": "stripe:\n  apiKey: " + FAKES["stripe"].text + "\n"}, None,
-     ("line 2", "Stripe API key")),
-    ({"settings.xml": "<settings><password>" + FAKES["password"].secret + "</password>"}, None,
-     ("key settings.xml", "literal password")),
-    (None, {"deploy_key": b64(FAKES["private-key"].text)}, ("key deploy_key", "private key")),
-])
-def test_credential_in_configmap_fails(data: dict[str, Any] | None,
-                                       binary: dict[str, Any] | None,
-                                       words: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("data", "binary", "words"),
+    [
+        (
+            {"application.properties": PROPERTIES},
+            None,
+            ("key application.properties, line 4", "literal password"),
+        ),
+        ({"db_password": FAKES["password"].secret}, None, ("key db_password", "literal password")),
+        ({"credentials.json": FAKES["gcp"].text}, None, ("GCP service account key",)),
+        (
+            {"app.yaml": "stripe:\n  apiKey: " + FAKES["stripe"].text + "\n"},
+            None,
+            ("line 2", "Stripe API key"),
+        ),
+        (
+            {"settings.xml": "<settings><password>" + FAKES["password"].secret + "</password>"},
+            None,
+            ("key settings.xml", "literal password"),
+        ),
+        (None, {"deploy_key": b64(FAKES["private-key"].text)}, ("key deploy_key", "private key")),
+    ],
+)
+def test_credential_in_configmap_fails(
+    data: dict[str, Any] | None, binary: dict[str, Any] | None, words: tuple[str, ...]
+) -> None:
     [result] = run("secrets.credential-in-configmap", config_map(data, binary))
     assert result.status.value == "fail"
     for word in words:
@@ -192,12 +248,15 @@ def test_credential_in_configmap_fails(data: dict[str, Any] | None,
 
 
 def test_configmap_without_credentials_passes() -> None:
-    clean = config_map({
-        "application.properties": "server.port=8080\nspring.datasource.password=${DB_PASSWORD}\n",
-        "nginx.conf": "server { listen 8080; location / { proxy_pass http://shop:8080; } }",
-        "LOG_LEVEL": "info",
-        "token_ttl": "3600",
-    }, {"logo.png": b64("\x89PNG\r\n\x1a\n fake image bytes")})
+    clean = config_map(
+        {
+            "application.properties": "server.port=8080\nspring.datasource.password=${DB_PASSWORD}\n",
+            "nginx.conf": "server { listen 8080; location / { proxy_pass http://shop:8080; } }",
+            "LOG_LEVEL": "info",
+            "token_ttl": "3600",
+        },
+        {"logo.png": b64("\x89PNG\r\n\x1a\n fake image bytes")},
+    )
     results = run("secrets.credential-in-configmap", clean)
     assert statuses(results) == ["pass"], results[0].message
 
@@ -211,16 +270,23 @@ def test_configmap_with_unreadable_binary_data_is_not_evaluated() -> None:
 # --- secrets.secret-data-in-manifest ------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fields", "expected", "words"), [
-    ({"data": {"password": b64("hunter22"), "username": b64("shop")}}, "fail",
-     ("data keys password, username",)),
-    ({"stringData": {"url": FAKES["url-password"].text}}, "fail", ("stringData keys url",)),
-    ({"data": {"password": ""}, "stringData": {"token": "${TOKEN}"}}, "pass", ()),
-    ({"type": "kubernetes.io/service-account-token"}, "pass", ()),
-    ({"data": {"blob": "%%% not base64"}}, "fail", ("data keys blob",)),
-])
-def test_secret_data_in_manifest(fields: dict[str, Any], expected: str,
-                                 words: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("fields", "expected", "words"),
+    [
+        (
+            {"data": {"password": b64("hunter22"), "username": b64("shop")}},
+            "fail",
+            ("data keys password, username",),
+        ),
+        ({"stringData": {"url": FAKES["url-password"].text}}, "fail", ("stringData keys url",)),
+        ({"data": {"password": ""}, "stringData": {"token": "${TOKEN}"}}, "pass", ()),
+        ({"type": "kubernetes.io/service-account-token"}, "pass", ()),
+        ({"data": {"blob": "%%% not base64"}}, "fail", ("data keys blob",)),
+    ],
+)
+def test_secret_data_in_manifest(
+    fields: dict[str, Any], expected: str, words: tuple[str, ...]
+) -> None:
     [result] = run("secrets.secret-data-in-manifest", secret(**fields))
     assert result.status.value == expected
     for word in words:
@@ -240,27 +306,39 @@ def test_secrets_read_from_a_cluster_are_not_judged() -> None:
 
 
 def test_service_account_token_secret() -> None:
-    legacy = secret(type="kubernetes.io/service-account-token",
-                    metadata={"name": "ci-token", "namespace": "ci", "annotations": {
-                        "kubernetes.io/service-account.name": "ci"}})
+    legacy = secret(
+        type="kubernetes.io/service-account-token",
+        metadata={
+            "name": "ci-token",
+            "namespace": "ci",
+            "annotations": {"kubernetes.io/service-account.name": "ci"},
+        },
+    )
     [result] = run("secrets.service-account-token-secret", legacy)
     assert result.status.value == "fail"
     assert "ServiceAccount ci" in result.message
-    assert statuses(run("secrets.service-account-token-secret", secret(type="Opaque"))) == [
-        "pass"]
+    assert statuses(run("secrets.service-account-token-secret", secret(type="Opaque"))) == ["pass"]
 
 
 # --- secrets.secret-as-env ----------------------------------------------------------------
 
 
 def test_secret_as_env_fails_for_each_reference() -> None:
-    manifest = workload({
-        "env": [{"name": "DB_PASSWORD",
-                 "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "password"}}},
-                {"name": "LOG_LEVEL",
-                 "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "level"}}}],
-        "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "shop-api"}}],
-    })
+    manifest = workload(
+        {
+            "env": [
+                {
+                    "name": "DB_PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "password"}},
+                },
+                {
+                    "name": "LOG_LEVEL",
+                    "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "level"}},
+                },
+            ],
+            "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "shop-api"}}],
+        }
+    )
     [result] = run("secrets.secret-as-env", manifest)
     assert result.status.value == "fail"
     assert "env var DB_PASSWORD is set from Secret shop-db key password" in result.message
@@ -272,8 +350,12 @@ def test_secret_as_env_fails_for_each_reference() -> None:
 
 
 def test_secret_mounted_as_file_passes() -> None:
-    manifest = workload({"volumeMounts": [{"name": "db", "mountPath": "/run/secrets/db"}],
-                         "env": [{"name": "DB_PASSWORD_FILE", "value": "/run/secrets/db/pw"}]})
+    manifest = workload(
+        {
+            "volumeMounts": [{"name": "db", "mountPath": "/run/secrets/db"}],
+            "env": [{"name": "DB_PASSWORD_FILE", "value": "/run/secrets/db/pw"}],
+        }
+    )
     assert statuses(run("secrets.secret-as-env", manifest)) == ["pass"]
 
 
@@ -282,9 +364,20 @@ def test_secret_mounted_as_file_passes() -> None:
 SECRETS_CHECKS = [c.id for c in catalogue() if c.spec.group == "secrets"]
 
 HOSTILE: list[dict[str, Any]] = [
-    workload({"env": [None, "X=1", {"name": 3, "value": ["a"]}, {"valueFrom": "secret"},
-                      {"name": "P", "valueFrom": {"secretKeyRef": "shop"}}],
-              "envFrom": "all", "args": {"--password": "x"}, "command": [None, 5, True]}),
+    workload(
+        {
+            "env": [
+                None,
+                "X=1",
+                {"name": 3, "value": ["a"]},
+                {"valueFrom": "secret"},
+                {"name": "P", "valueFrom": {"secretKeyRef": "shop"}},
+            ],
+            "envFrom": "all",
+            "args": {"--password": "x"},
+            "command": [None, 5, True],
+        }
+    ),
     config_map({"k": {"nested": "x"}, "n": None}, {"b": 12}),
     config_map([1, 2], "x"),  # type: ignore[arg-type]
     secret(data="abc", stringData=["x"], type=5),
@@ -303,44 +396,75 @@ def test_hostile_input_never_crashes_a_check(check_id: str) -> None:
 # A namespace full of the mistakes this project exists to catch, run through every check.
 LEAKY_MANIFESTS: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
-    workload({
-        "env": [{"name": f"VAR_{i}", "value": fake.text} for i, fake in
-                enumerate(FAKES.values())]
-        + [{"name": "DB_PASSWORD", "value": FAKES["password"].text},
-           {"name": "AWS_SECRET_ACCESS_KEY", "value": FAKES["aws-secret"].text}],
-        "args": ["--db-password", FAKES["password"].text,
-                 "--token=" + FAKES["gitlab"].text, FAKES["url-password"].text],
-        "command": ["sh", "-c", "export TOKEN=" + FAKES["slack"].text + " && run"],
-    }),
-    config_map({"application.properties": "spring.datasource.password=" + FAKES["password"].text,
-                "service-account.json": FAKES["gcp"].text,
-                "aws_secret_access_key": FAKES["aws-secret"].text,
-                "connection": FAKES["azure"].text},
-               {"id_rsa": b64(FAKES["private-key"].text)}),
-    secret(data={"db_password": b64(FAKES["password"].text),
-                 "stripe_key": b64(FAKES["stripe"].text)},
-           stringData={"jwt": FAKES["jwt"].text, "github": FAKES["github"].text}),
+    workload(
+        {
+            "env": [
+                {"name": f"VAR_{i}", "value": fake.text} for i, fake in enumerate(FAKES.values())
+            ]
+            + [
+                {"name": "DB_PASSWORD", "value": FAKES["password"].text},
+                {"name": "AWS_SECRET_ACCESS_KEY", "value": FAKES["aws-secret"].text},
+            ],
+            "args": [
+                "--db-password",
+                FAKES["password"].text,
+                "--token=" + FAKES["gitlab"].text,
+                FAKES["url-password"].text,
+            ],
+            "command": ["sh", "-c", "export TOKEN=" + FAKES["slack"].text + " && run"],
+        }
+    ),
+    config_map(
+        {
+            "application.properties": "spring.datasource.password=" + FAKES["password"].text,
+            "service-account.json": FAKES["gcp"].text,
+            "aws_secret_access_key": FAKES["aws-secret"].text,
+            "connection": FAKES["azure"].text,
+        },
+        {"id_rsa": b64(FAKES["private-key"].text)},
+    ),
+    secret(
+        data={"db_password": b64(FAKES["password"].text), "stripe_key": b64(FAKES["stripe"].text)},
+        stringData={"jwt": FAKES["jwt"].text, "github": FAKES["github"].text},
+    ),
 ]
 
 
 def result_text(result: Result) -> str:
     """Every field of a result that a report, log or database row could show."""
-    return "\n".join([result.message, result.path or "", result.reason or "",
-                      json.dumps(result.extra, default=str), str(result.subject),
-                      json.dumps(result.subject.as_dict())])
+    return "\n".join(
+        [
+            result.message,
+            result.path or "",
+            result.reason or "",
+            json.dumps(result.extra, default=str),
+            str(result.subject),
+            json.dumps(result.subject.as_dict()),
+        ]
+    )
 
 
 def leaks(fake: FakeCredential, text: str) -> list[str]:
-    return sorted({secret[i:i + 6] for secret in fake.secrets
-                   for i in range(len(secret) - 5) if secret[i:i + 6] in text})
+    return sorted(
+        {
+            secret[i : i + 6]
+            for secret in fake.secrets
+            for i in range(len(secret) - 5)
+            if secret[i : i + 6] in text
+        }
+    )
 
 
 def test_no_result_of_any_check_contains_any_part_of_a_credential() -> None:
     results = run_all(*LEAKY_MANIFESTS)
     failed = {r.check.id for r in results if r.status.value == "fail"}
     # The scan must actually have found them, or the assertion below proves nothing.
-    assert {"secrets.credential-in-env", "secrets.credential-in-command",
-            "secrets.credential-in-configmap", "secrets.secret-data-in-manifest"} <= failed
+    assert {
+        "secrets.credential-in-env",
+        "secrets.credential-in-command",
+        "secrets.credential-in-configmap",
+        "secrets.secret-data-in-manifest",
+    } <= failed
     everything = "\n".join(result_text(r) for r in results)
     for name, fake in FAKES.items():
         assert leaks(fake, everything) == [], f"part of fake {name} appears in a result"

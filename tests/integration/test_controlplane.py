@@ -7,11 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
-from controlplane import ControlPlane, control_plane_fixture, wait_for
+from controlplane import ControlPlane, wait_for
 
 pytestmark = pytest.mark.integration
 
-control_plane = control_plane_fixture()
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from controlplane import ControlPlane, control_plane_fixture, wait_for
+from controlplane import ControlPlane, wait_for
 
 from kubeproof.analysis.rbac import RbacIndex, is_aggregated, listed_rules
 from kubeproof.inventory import Inventory, K8sObject
 
 pytestmark = pytest.mark.integration
 
-control_plane = control_plane_fixture()
 
 NS = "rbac-sar"
 OTHER = "rbac-sar-other"

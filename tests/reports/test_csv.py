@@ -12,9 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.reports.builders import HOSTILE_MESSAGE, HOSTILE_NAME, mixed_report
 
-from kubeproof.model import Status
+from kubeproof.model import Status, finding_fingerprint
 from kubeproof.reports.csv import COLUMNS, FORMULA_PREFIXES, CsvRenderer, neutralise
-from kubeproof.model import finding_fingerprint
 from kubeproof.scan import ScanReport
 
 # The published column order: a change here breaks every spreadsheet built on the file.

@@ -12,8 +12,7 @@ import jsonschema
 import pytest
 from tests.reports.builders import mixed_report, real_report
 
-from kubeproof.model import Status
-from kubeproof.model import finding_fingerprint
+from kubeproof.model import Status, finding_fingerprint
 from kubeproof.reports.sarif import (
     FINGERPRINT_KEY,
     SarifRenderer,

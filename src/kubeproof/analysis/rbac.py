@@ -11,7 +11,6 @@ problem, so a caller can decline to pass what it could not read.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -711,16 +710,3 @@ def _subjects(
                 )
         subjects.append(RbacSubject(kind, name, subject_namespace, i))
     return tuple(subjects), problems
-
-
-_indexes: weakref.WeakKeyDictionary[Inventory, tuple[int, RbacIndex]] = weakref.WeakKeyDictionary()
-
-
-def rbac_index(inventory: Inventory) -> RbacIndex:
-    """The index of an inventory, built once per scan (rebuilt if objects were added)."""
-    cached = _indexes.get(inventory)
-    if cached is not None and cached[0] == len(inventory):
-        return cached[1]
-    index = RbacIndex(inventory)
-    _indexes[inventory] = (len(inventory), index)
-    return index

@@ -20,7 +20,6 @@ from kubeproof.analysis.rbac import (
     ResolvedBinding,
     binding_label,
     grants_everything,
-    rbac_index,
     role_label,
     rule_allows,
     rule_allows_some_name,
@@ -85,7 +84,7 @@ def _judge_binding(
 ) -> Iterator[Violation]:
     """One violation per subject the judge objects to. A Kubernetes-own binding is judged
     only for subjects that are not Kubernetes components (none left: not applicable)."""
-    resolved = rbac_index(ctx.inventory).resolve(binding)
+    resolved = ctx.derived("rbac", RbacIndex).resolve(binding)
     subjects: Sequence[RbacSubject] = resolved.subjects
     if exempt_own and is_kubernetes_own_binding(binding):
         subjects = [s for s in subjects if not is_system_identity(s)]
@@ -361,7 +360,7 @@ def _judge_role(
     objects to; `describe` returns what the rule allows that the check is about."""
     if is_builtin_role(role):
         raise NotApplicable
-    index = rbac_index(ctx.inventory)
+    index = ctx.derived("rbac", RbacIndex)
     ruleset = index.rules_of(role)
     prefix, suffix = _role_context(index, role)
     found = False

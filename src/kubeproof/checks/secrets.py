@@ -136,8 +136,10 @@ def _text_violations(key: str, text: str, field: str) -> Iterator[Violation]:
             continue
         seen.add((match.kind.value, line))
         at = f", line {line}" if line else ""
-        yield Violation(f"ConfigMap key {key}{at} holds a literal credential "
-                        f"({match.kind.label})", f'{field}["{key}"]')
+        yield Violation(
+            f"ConfigMap key {key}{at} holds a literal credential ({match.kind.label})",
+            f'{field}["{key}"]',
+        )
 
 
 def _decoded(value: str) -> str | None:
@@ -167,8 +169,10 @@ def credential_in_configmap(obj: K8sObject, ctx: Context) -> list[Violation]:
         else:
             violations.extend(_text_violations(key, text, "binaryData"))
     if unreadable and not violations:
-        raise NotEvaluated(f"binaryData keys {', '.join(sorted(unreadable))} are not valid "
-                           "base64, so their content could not be read")
+        raise NotEvaluated(
+            f"binaryData keys {', '.join(sorted(unreadable))} are not valid "
+            "base64, so their content could not be read"
+        )
     return violations
 
 
@@ -194,8 +198,11 @@ def secret_data_in_manifest(obj: K8sObject, ctx: Context) -> Iterator[Violation]
     if obj.extra.get("source") == CLUSTER_SOURCE:
         raise NotApplicable  # in a cluster, data is where a Secret keeps its value
     for field, encoded in (("data", True), ("stringData", False)):
-        keys = sorted(str(key) for key, value in as_dict(obj.raw.get(field)).items()
-                      if _holds_a_value(value, encoded=encoded))
+        keys = sorted(
+            str(key)
+            for key, value in as_dict(obj.raw.get(field)).items()
+            if _holds_a_value(value, encoded=encoded)
+        )
         if keys:
             yield Violation(
                 f"Secret {obj.name} carries literal values in its manifest ({field} keys "

@@ -119,8 +119,12 @@ def _limit_range_defaults(namespace: str, ctx: Context) -> _LimitRangeDefaults:
 
 
 def _set_keys(item: dict[str, Any], *fields: str) -> set[str]:
-    return {key for field in fields for key, value in as_dict(item.get(field)).items()
-            if isinstance(key, str) and _quantity_set(value)}
+    return {
+        key
+        for field in fields
+        for key, value in as_dict(item.get(field)).items()
+        if isinstance(key, str) and _quantity_set(value)
+    }
 
 
 def _missing_resource(
@@ -139,8 +143,10 @@ def _missing_resource(
         return
     gap = ctx.inventory.coverage.gap(["LimitRange"])
     if gap is not None:
-        raise NotEvaluated(f"a LimitRange could set a default {resource} "
-                           f"{'request' if request else 'limit'}, but {gap}")
+        raise NotEvaluated(
+            f"a LimitRange could set a default {resource} "
+            f"{'request' if request else 'limit'}, but {gap}"
+        )
     field = f"resources.{'requests' if request else 'limits'}.{resource}"
     yield Violation(
         f"{_where(container)} sets no {resource} {'request' if request else 'limit'} ({field}) "
@@ -155,9 +161,7 @@ def cpu_request(container: Container, workload: Workload, ctx: Context) -> Itera
 
 
 @check("workload.memory-request")
-def memory_request(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def memory_request(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
     return _missing_resource(container, workload, ctx, "memory", request=True)
 
 
@@ -178,23 +182,18 @@ def _probe_violation(container: Container, workload: Workload, field: str) -> It
         yield Violation(f"{_where(container)} has no {field}", field)
     elif not any(isinstance(as_dict(probe).get(h), dict) for h in PROBE_HANDLERS):
         yield Violation(
-            f"{_where(container)} has a {field} without a handler "
-            f"({', '.join(PROBE_HANDLERS)})",
+            f"{_where(container)} has a {field} without a handler ({', '.join(PROBE_HANDLERS)})",
             field,
         )
 
 
 @check("workload.liveness-probe")
-def liveness_probe(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def liveness_probe(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
     return _probe_violation(container, workload, "livenessProbe")
 
 
 @check("workload.readiness-probe")
-def readiness_probe(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def readiness_probe(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
     return _probe_violation(container, workload, "readinessProbe")
 
 
@@ -222,10 +221,11 @@ def parse_image(reference: str) -> ImageReference:
     name, _, digest = reference.partition("@")
     slash = name.rfind("/")
     colon = name.rfind(":")
-    tag = name[colon + 1:] if colon > slash else None
+    tag = name[colon + 1 :] if colon > slash else None
     repository = name[:colon] if colon > slash else name
-    return ImageReference(repository, tag or None,
-                          digest if digest and _DIGEST.fullmatch(digest) else None)
+    return ImageReference(
+        repository, tag or None, digest if digest and _DIGEST.fullmatch(digest) else None
+    )
 
 
 def _image_of(container: Container) -> ImageReference:
@@ -236,9 +236,7 @@ def _image_of(container: Container) -> ImageReference:
 
 
 @check("workload.image-latest-tag")
-def image_latest_tag(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def image_latest_tag(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
     _judged_container(container)
     image = _image_of(container)
     if not image.mutable:
@@ -253,8 +251,7 @@ def image_latest_tag(
 def image_digest(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
     _judged_container(container)
     if _image_of(container).mutable:
-        yield Violation(f"{_where(container)} image is not pinned by digest (@sha256:...)",
-                        "image")
+        yield Violation(f"{_where(container)} image is not pinned by digest (@sha256:...)", "image")
 
 
 def _effective_pull_policy(container: Container, image: ImageReference) -> str:
@@ -307,8 +304,11 @@ def default_namespace(workload: Workload, ctx: Context) -> Iterator[Violation]:
 
 def _service_account_name(workload: Workload) -> str:
     spec = workload.pod_spec
-    return (as_str(spec.get("serviceAccountName")) or as_str(spec.get("serviceAccount"))
-            or DEFAULT_SERVICE_ACCOUNT)
+    return (
+        as_str(spec.get("serviceAccountName"))
+        or as_str(spec.get("serviceAccount"))
+        or DEFAULT_SERVICE_ACCOUNT
+    )
 
 
 def _service_account(workload: Workload, ctx: Context) -> K8sObject | None:
@@ -331,8 +331,9 @@ def _token_mount(workload: Workload, ctx: Context) -> _TokenMount:
     depends on a ServiceAccount that was not seen."""
     pod_setting = workload.pod_spec.get("automountServiceAccountToken")
     if isinstance(pod_setting, bool):
-        return _TokenMount(pod_setting, "the pod sets automountServiceAccountToken "
-                                        f"{str(pod_setting).lower()}")
+        return _TokenMount(
+            pod_setting, f"the pod sets automountServiceAccountToken {str(pod_setting).lower()}"
+        )
     name = _service_account_name(workload)
     account = _service_account(workload, ctx)
     if account is None:
@@ -344,18 +345,20 @@ def _token_mount(workload: Workload, ctx: Context) -> _TokenMount:
         )
     account_setting = account.raw.get("automountServiceAccountToken")
     if account_setting is False:
-        return _TokenMount(False, f"ServiceAccount {name} sets automountServiceAccountToken "
-                                  "false")
-    return _TokenMount(True, f"neither the pod nor ServiceAccount {name} sets "
-                             "automountServiceAccountToken false")
+        return _TokenMount(False, f"ServiceAccount {name} sets automountServiceAccountToken false")
+    return _TokenMount(
+        True, f"neither the pod nor ServiceAccount {name} sets automountServiceAccountToken false"
+    )
 
 
 @check("workload.service-account-token-automount")
 def service_account_token_automount(workload: Workload, ctx: Context) -> Iterator[Violation]:
     mount = _token_mount(workload, ctx)
     if mount.mounted:
-        yield Violation(f"the service account token is mounted into the pod: {mount.why}",
-                        "automountServiceAccountToken")
+        yield Violation(
+            f"the service account token is mounted into the pod: {mount.why}",
+            "automountServiceAccountToken",
+        )
 
 
 @check("workload.default-service-account")
@@ -388,8 +391,10 @@ def net_raw_capability(
     _linux_container(container, workload)
     added = _capabilities(container, "add")
     if "NET_RAW" in added or "ALL" in added:
-        yield Violation(f"{_where(container)} adds NET_RAW "
-                        "(securityContext.capabilities.add)", "securityContext.capabilities.add")
+        yield Violation(
+            f"{_where(container)} adds NET_RAW (securityContext.capabilities.add)",
+            "securityContext.capabilities.add",
+        )
     elif not {"NET_RAW", "ALL"} & set(_capabilities(container, "drop")):
         yield Violation(
             f"{_where(container)} does not drop NET_RAW "
@@ -405,8 +410,10 @@ def added_capabilities(
     _linux_container(container, workload)
     added = sorted(set(_capabilities(container, "add")))
     if added:
-        yield Violation(f"{_where(container)} adds capabilities {', '.join(added)}",
-                        "securityContext.capabilities.add")
+        yield Violation(
+            f"{_where(container)} adds capabilities {', '.join(added)}",
+            "securityContext.capabilities.add",
+        )
 
 
 # --- user ---------------------------------------------------------------------------------
@@ -414,8 +421,10 @@ def added_capabilities(
 
 def _effective_user(container: Container, workload: Workload) -> tuple[int | None, str]:
     """runAsUser as it applies to the container (its own beats the pod's), and where from."""
-    for context, origin in ((container.security_context, "container"),
-                            (workload.security_context, "pod")):
+    for context, origin in (
+        (container.security_context, "container"),
+        (workload.security_context, "pod"),
+    ):
         user = context.get("runAsUser")
         if isinstance(user, int) and not isinstance(user, bool):
             return user, origin
@@ -434,8 +443,10 @@ def runs_as_root(container: Container, workload: Workload, ctx: Context) -> Iter
     _linux_container(container, workload)
     user, user_origin = _effective_user(container, workload)
     if user == 0:
-        yield Violation(f"{_where(container)} runs as root (runAsUser 0, set on the "
-                        f"{user_origin})", "securityContext.runAsUser")
+        yield Violation(
+            f"{_where(container)} runs as root (runAsUser 0, set on the {user_origin})",
+            "securityContext.runAsUser",
+        )
     elif user is None and _effective_run_as_non_root(container, workload) is not True:
         yield Violation(
             f"{_where(container)} may run as root: neither runAsNonRoot true nor a "
@@ -445,13 +456,13 @@ def runs_as_root(container: Container, workload: Workload, ctx: Context) -> Iter
 
 
 @check("workload.security-context")
-def security_context(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def security_context(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
     _judged_container(container)
     if not container.security_context and not workload.security_context:
-        yield Violation(f"{_where(container)} has no securityContext, and neither does the pod",
-                        "securityContext")
+        yield Violation(
+            f"{_where(container)} has no securityContext, and neither does the pod",
+            "securityContext",
+        )
 
 
 # --- host paths ---------------------------------------------------------------------------

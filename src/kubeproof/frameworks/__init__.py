@@ -8,9 +8,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from kubeproof.checks import Check, catalogue
+from kubeproof.checks.registry import load_yaml
 from kubeproof.model import CheckSpec
 
 DEFAULT_FRAMEWORK = "soc2"
@@ -93,7 +92,7 @@ def available() -> dict[str, Framework]:
     frameworks = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            framework = _build(yaml.safe_load(entry.read_text()))
+            framework = _build(load_yaml(entry.read_text()))
             frameworks[framework.id] = framework
     return frameworks
 

@@ -60,7 +60,7 @@ def _run(tool: str, arguments: list[str], source: Path, what: str) -> str | Inpu
         return InputError(str(source), f"{what}: rendering it needs `{tool}` on PATH, "
                           "which was not found; skipped")
     try:
-        completed = subprocess.run(  # noqa: S603 - fixed tool, arguments are paths and values
+        completed = subprocess.run(
             [executable, *arguments], capture_output=True, text=True,
             timeout=RENDER_TIMEOUT_SECONDS, check=False,
         )
