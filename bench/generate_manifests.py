@@ -50,7 +50,15 @@ _PLAIN_RE = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./@%+=-]*(?::[A-Za-z0-9_./@%+=-]+
 _RESERVED = {
     w
     for base in (
-        "y", "n", "yes", "no", "true", "false", "on", "off", "null",
+        "y",
+        "n",
+        "yes",
+        "no",
+        "true",
+        "false",
+        "on",
+        "off",
+        "null",
     )
     for w in (base, base.capitalize(), base.upper())
 }
@@ -158,17 +166,68 @@ class YamlWriter:
 # Vocabulary
 # ---------------------------------------------------------------------------
 
-TEAMS = ["payments", "checkout", "search", "identity", "platform", "data", "ml", "growth",
-         "billing", "ledger", "notifications", "catalog", "inventory", "shipping", "support",
-         "analytics", "risk", "fraud", "marketing", "observability"]
+TEAMS = [
+    "payments",
+    "checkout",
+    "search",
+    "identity",
+    "platform",
+    "data",
+    "ml",
+    "growth",
+    "billing",
+    "ledger",
+    "notifications",
+    "catalog",
+    "inventory",
+    "shipping",
+    "support",
+    "analytics",
+    "risk",
+    "fraud",
+    "marketing",
+    "observability",
+]
 ENVS = ["prod", "staging", "dev", "qa", "sandbox"]
-APP_WORDS = ["api", "worker", "gateway", "frontend", "backend", "scheduler", "indexer",
-             "consumer", "producer", "sync", "exporter", "proxy", "cache", "auth", "web",
-             "reporter", "ingest", "router", "admin", "batch", "stream", "notifier", "queue",
-             "renderer", "resolver", "collector", "aggregator", "validator", "uploader"]
-REGISTRIES = ["ghcr.io/acme", "registry.example.com/platform", "docker.io/library",
-              "123456789012.dkr.ecr.us-east-1.amazonaws.com", "quay.io/acme",
-              "europe-docker.pkg.dev/acme-prod/images"]
+APP_WORDS = [
+    "api",
+    "worker",
+    "gateway",
+    "frontend",
+    "backend",
+    "scheduler",
+    "indexer",
+    "consumer",
+    "producer",
+    "sync",
+    "exporter",
+    "proxy",
+    "cache",
+    "auth",
+    "web",
+    "reporter",
+    "ingest",
+    "router",
+    "admin",
+    "batch",
+    "stream",
+    "notifier",
+    "queue",
+    "renderer",
+    "resolver",
+    "collector",
+    "aggregator",
+    "validator",
+    "uploader",
+]
+REGISTRIES = [
+    "ghcr.io/acme",
+    "registry.example.com/platform",
+    "docker.io/library",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+    "quay.io/acme",
+    "europe-docker.pkg.dev/acme-prod/images",
+]
 SIDECARS = [
     ("envoy", "envoyproxy/envoy", "v1.29.2", [9901, 15001]),
     ("fluent-bit", "fluent/fluent-bit", "2.2.2", [2020]),
@@ -195,10 +254,19 @@ ENV_LITERALS = [
 CAPS_BAD = ["NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_TIME"]
 VERBS_RO = ["get", "list", "watch"]
 VERBS_RW = ["get", "list", "watch", "create", "update", "patch", "delete"]
-RBAC_RESOURCES = [("", "pods"), ("", "configmaps"), ("", "secrets"), ("", "services"),
-                  ("", "endpoints"), ("apps", "deployments"), ("batch", "jobs"),
-                  ("", "events"), ("coordination.k8s.io", "leases"),
-                  ("networking.k8s.io", "ingresses"), ("", "persistentvolumeclaims")]
+RBAC_RESOURCES = [
+    ("", "pods"),
+    ("", "configmaps"),
+    ("", "secrets"),
+    ("", "services"),
+    ("", "endpoints"),
+    ("apps", "deployments"),
+    ("batch", "jobs"),
+    ("", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("networking.k8s.io", "ingresses"),
+    ("", "persistentvolumeclaims"),
+]
 
 
 class Gen:
@@ -261,8 +329,13 @@ class Gen:
             lab["team"] = team
         return lab
 
-    def meta(self, name: str, ns: str | None, labels: dict[str, str],
-             annotations: dict[str, Any] | None = None) -> dict[str, Any]:
+    def meta(
+        self,
+        name: str,
+        ns: str | None,
+        labels: dict[str, str],
+        annotations: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         m: dict[str, Any] = {"name": name}
         if ns is not None:
             m["namespace"] = ns
@@ -276,8 +349,13 @@ class Gen:
         kind = self.r.random()
         p: dict[str, Any]
         if kind < 0.6:
-            p = {"httpGet": {"path": self.r.choice(["/healthz", "/ready", "/livez", "/health"]),
-                             "port": self.r.choice([port, "http"]), "scheme": "HTTP"}}
+            p = {
+                "httpGet": {
+                    "path": self.r.choice(["/healthz", "/ready", "/livez", "/health"]),
+                    "port": self.r.choice([port, "http"]),
+                    "scheme": "HTTP",
+                }
+            }
         elif kind < 0.85:
             p = {"tcpSocket": {"port": port}}
         else:
@@ -321,8 +399,10 @@ class Gen:
                 sc["runAsNonRoot"] = True
             return sc
         if roll < 0.9:  # dangerous capabilities / root
-            return {"runAsUser": 0,
-                    "capabilities": {"add": self.r.sample(CAPS_BAD, self.r.randint(1, 2))}}
+            return {
+                "runAsUser": 0,
+                "capabilities": {"add": self.r.sample(CAPS_BAD, self.r.randint(1, 2))},
+            }
         return {"privileged": True, "allowPrivilegeEscalation": True}
 
     def env(self, app: str, n: int) -> list[dict[str, Any]]:
@@ -330,34 +410,60 @@ class Gen:
         for name, vals in self.r.sample(ENV_LITERALS, min(n, len(ENV_LITERALS))):
             env.append({"name": name, "value": self.r.choice(vals)})
         if self.chance(0.7):
-            env.append({"name": "DB_PASSWORD" if self.chance(0.5) else "REDIS_PASSWORD",
-                        "valueFrom": {"secretKeyRef": {"name": f"{app}-secrets",
-                                                       "key": "password"}}})
+            env.append(
+                {
+                    "name": "DB_PASSWORD" if self.chance(0.5) else "REDIS_PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": f"{app}-secrets", "key": "password"}},
+                }
+            )
         if self.chance(0.4):
-            env.append({"name": "API_KEY", "valueFrom": {"secretKeyRef": {
-                "name": f"{app}-api", "key": "api-key", "optional": self.chance(0.3)}}})
+            env.append(
+                {
+                    "name": "API_KEY",
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": f"{app}-api",
+                            "key": "api-key",
+                            "optional": self.chance(0.3),
+                        }
+                    },
+                }
+            )
         if self.chance(0.5):
-            env.append({"name": "APP_CONFIG_PROFILE", "valueFrom": {"configMapKeyRef": {
-                "name": f"{app}-config", "key": "profile"}}})
+            env.append(
+                {
+                    "name": "APP_CONFIG_PROFILE",
+                    "valueFrom": {"configMapKeyRef": {"name": f"{app}-config", "key": "profile"}},
+                }
+            )
         if self.chance(0.5):
-            env.append({"name": "POD_NAME",
-                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
-            env.append({"name": "POD_NAMESPACE",
-                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+            env.append(
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+            )
+            env.append(
+                {
+                    "name": "POD_NAMESPACE",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                }
+            )
         if self.chance(0.12):  # literal credential in a manifest (a finding)
             k, v = self.fake_secret()
             env.append({"name": k, "value": v})
         return env
 
-    def container(self, name: str, image: str, port: int | None, app: str,
-                  main: bool) -> dict[str, Any]:
+    def container(
+        self, name: str, image: str, port: int | None, app: str, main: bool
+    ) -> dict[str, Any]:
         c: dict[str, Any] = {"name": name, "image": image}
         if self.chance(0.6):
             c["imagePullPolicy"] = self.r.choice(["IfNotPresent", "Always", "IfNotPresent"])
         if main and self.chance(0.3):
             c["command"] = [f"/usr/local/bin/{app}"]
-            c["args"] = ["--config=/etc/app/config.yaml", f"--port={port or 8080}",
-                         "--log-level=info"]
+            c["args"] = [
+                "--config=/etc/app/config.yaml",
+                f"--port={port or 8080}",
+                "--log-level=info",
+            ]
         if port:
             ports = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
             if main and self.chance(0.5):
@@ -399,10 +505,12 @@ class Gen:
             spec["automountServiceAccountToken"] = False
         roll = self.r.random()
         if roll < 0.5:
-            spec["securityContext"] = {"runAsNonRoot": True,
-                                       "runAsUser": self.r.choice([1000, 10001, 65532]),
-                                       "fsGroup": 2000,
-                                       "seccompProfile": {"type": "RuntimeDefault"}}
+            spec["securityContext"] = {
+                "runAsNonRoot": True,
+                "runAsUser": self.r.choice([1000, 10001, 65532]),
+                "fsGroup": 2000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }
         elif roll < 0.7:
             spec["securityContext"] = {"fsGroup": 1000}
         if kind == "DaemonSet" and self.chance(0.5):
@@ -413,50 +521,87 @@ class Gen:
         if self.chance(0.3):
             spec["imagePullSecrets"] = [{"name": "regcred"}]
         if self.chance(0.3):
-            spec["nodeSelector"] = {"kubernetes.io/os": "linux",
-                                    "node.kubernetes.io/instance-type": self.r.choice(
-                                        ["m5.xlarge", "c6i.2xlarge", "n2-standard-4"])}
+            spec["nodeSelector"] = {
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": self.r.choice(
+                    ["m5.xlarge", "c6i.2xlarge", "n2-standard-4"]
+                ),
+            }
         if kind == "DaemonSet" or self.chance(0.2):
-            spec["tolerations"] = [{"key": "node-role.kubernetes.io/control-plane",
-                                    "operator": "Exists", "effect": "NoSchedule"}]
+            spec["tolerations"] = [
+                {
+                    "key": "node-role.kubernetes.io/control-plane",
+                    "operator": "Exists",
+                    "effect": "NoSchedule",
+                }
+            ]
         if kind in ("Deployment", "StatefulSet") and self.chance(0.35):
-            spec["affinity"] = {"podAntiAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [{
-                    "weight": 100,
-                    "podAffinityTerm": {
-                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
-                        "topologyKey": "kubernetes.io/hostname"}}]}}
+            spec["affinity"] = {
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "podAffinityTerm": {
+                                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+                                "topologyKey": "kubernetes.io/hostname",
+                            },
+                        }
+                    ]
+                }
+            }
         if kind == "Deployment" and self.chance(0.2):
-            spec["topologySpreadConstraints"] = [{
-                "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}}}]
+            spec["topologySpreadConstraints"] = [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+                }
+            ]
         if self.chance(0.2):
-            spec["initContainers"] = [{
-                "name": "wait-for-db", "image": "busybox:1.36",
-                "command": ["sh", "-c", "until nc -z db 5432; do echo waiting; sleep 2; done"],
-                **({"securityContext": sc} if (sc := self.container_sc()) else {})}]
+            spec["initContainers"] = [
+                {
+                    "name": "wait-for-db",
+                    "image": "busybox:1.36",
+                    "command": ["sh", "-c", "until nc -z db 5432; do echo waiting; sleep 2; done"],
+                    **({"securityContext": sc} if (sc := self.container_sc()) else {}),
+                }
+            ]
         containers = [self.container(app, self.image(app), port, app, True)]
         n_side = self.r.choices([0, 1, 2, 3], weights=[35, 40, 18, 7])[0]
         for name, img, tag, ports in self.r.sample(SIDECARS, n_side):
-            containers.append(self.container(name, f"{img}:{tag}",
-                                             ports[0] if ports else None, app, False))
+            containers.append(
+                self.container(name, f"{img}:{tag}", ports[0] if ports else None, app, False)
+            )
         spec["containers"] = containers
         if kind in ("CronJob", "Job"):
             spec["restartPolicy"] = self.r.choice(["OnFailure", "Never"])
         # file modes: decimal (as kubectl prints them) or YAML 1.1 octal (as people write them)
         mode = Octal(0o644) if self.chance(0.35) else 420
-        vols: list[dict[str, Any]] = [{"name": "config", "configMap": {
-            "name": f"{app}-config", "defaultMode": mode}}]
+        vols: list[dict[str, Any]] = [
+            {"name": "config", "configMap": {"name": f"{app}-config", "defaultMode": mode}}
+        ]
         if self.chance(0.5):
-            vols.append({"name": "tmp", "emptyDir": {} if self.chance(0.6) else
-                         {"medium": "Memory", "sizeLimit": "64Mi"}})
+            vols.append(
+                {
+                    "name": "tmp",
+                    "emptyDir": {}
+                    if self.chance(0.6)
+                    else {"medium": "Memory", "sizeLimit": "64Mi"},
+                }
+            )
         if self.chance(0.2):
-            vols.append({"name": "tls", "secret": {"secretName": f"{app}-tls", "defaultMode":
-                                                   Octal(0o400) if self.chance(0.35) else 256}})
+            vols.append(
+                {
+                    "name": "tls",
+                    "secret": {
+                        "secretName": f"{app}-tls",
+                        "defaultMode": Octal(0o400) if self.chance(0.35) else 256,
+                    },
+                }
+            )
         if kind == "DaemonSet" or self.chance(0.04):
-            vols.append({"name": "varlog", "hostPath": {"path": "/var/log",
-                                                        "type": "Directory"}})
+            vols.append({"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}})
             if self.chance(0.3):
                 vols.append({"name": "docker-sock", "hostPath": {"path": "/var/run/docker.sock"}})
         spec["volumes"] = vols
@@ -466,10 +611,15 @@ class Gen:
             spec["priorityClassName"] = "high-priority"
         return spec
 
-    def pod_template(self, app: str, sa: str, port: int, kind: str,
-                     sel: dict[str, str], labels: dict[str, str]) -> dict[str, Any]:
-        md: dict[str, Any] = {"labels": {**sel, **{k: v for k, v in labels.items()
-                                                 if k.endswith(("version", "part-of"))}}}
+    def pod_template(
+        self, app: str, sa: str, port: int, kind: str, sel: dict[str, str], labels: dict[str, str]
+    ) -> dict[str, Any]:
+        md: dict[str, Any] = {
+            "labels": {
+                **sel,
+                **{k: v for k, v in labels.items() if k.endswith(("version", "part-of"))},
+            }
+        }
         ann: dict[str, Any] = {}
         if self.chance(0.6):
             ann["checksum/config"] = self.sha()
@@ -485,59 +635,91 @@ class Gen:
         return {"metadata": md, "spec": self.pod_spec(app, sa, port, kind)}
 
     # -- objects -------------------------------------------------------------
-    def workload(self, kind: str, app: str, ns: str, team: str, sa: str,
-                 port: int) -> dict[str, Any]:
+    def workload(
+        self, kind: str, app: str, ns: str, team: str, sa: str, port: int
+    ) -> dict[str, Any]:
         version = self.semver()
         labels = self.labels(app, team, "server" if kind != "CronJob" else "job", version)
         sel = {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": f"{app}-{team}"}
-        ann = {"deployment.kubernetes.io/revision": str(self.r.randint(1, 40))} \
-            if kind == "Deployment" and self.chance(0.3) else None
+        ann = (
+            {"deployment.kubernetes.io/revision": str(self.r.randint(1, 40))}
+            if kind == "Deployment" and self.chance(0.3)
+            else None
+        )
         tpl = self.pod_template(app, sa, port, kind, sel, labels)
         api = "batch/v1" if kind in ("CronJob", "Job") else "apps/v1"
-        obj: dict[str, Any] = {"apiVersion": api, "kind": kind,
-                               "metadata": self.meta(app, ns, labels, ann)}
+        obj: dict[str, Any] = {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": self.meta(app, ns, labels, ann),
+        }
         if kind == "Deployment":
             spec: dict[str, Any] = {"replicas": self.r.choice([1, 2, 3, 3, 5, 10])}
             if self.chance(0.5):
                 spec["revisionHistoryLimit"] = 10
             spec["selector"] = {"matchLabels": sel}
             if self.chance(0.6):
-                spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {
-                    "maxSurge": self.r.choice(["25%", 1]), "maxUnavailable": self.r.choice(
-                        [0, "25%"])}}
+                spec["strategy"] = {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {
+                        "maxSurge": self.r.choice(["25%", 1]),
+                        "maxUnavailable": self.r.choice([0, "25%"]),
+                    },
+                }
             spec["template"] = tpl
         elif kind == "StatefulSet":
-            spec = {"serviceName": f"{app}-headless", "replicas": self.r.choice([1, 3, 5]),
-                    "selector": {"matchLabels": sel}, "template": tpl,
-                    "volumeClaimTemplates": [{
+            spec = {
+                "serviceName": f"{app}-headless",
+                "replicas": self.r.choice([1, 3, 5]),
+                "selector": {"matchLabels": sel},
+                "template": tpl,
+                "volumeClaimTemplates": [
+                    {
                         "metadata": {"name": "data"},
-                        "spec": {"accessModes": ["ReadWriteOnce"],
-                                 "storageClassName": self.r.choice(["gp3", "standard-rwo"]),
-                                 "resources": {"requests": {"storage": self.r.choice(
-                                     ["10Gi", "50Gi", "100Gi"])}}}}]}
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": self.r.choice(["gp3", "standard-rwo"]),
+                            "resources": {
+                                "requests": {"storage": self.r.choice(["10Gi", "50Gi", "100Gi"])}
+                            },
+                        },
+                    }
+                ],
+            }
         elif kind == "DaemonSet":
-            spec = {"selector": {"matchLabels": sel},
-                    "updateStrategy": {"type": "RollingUpdate",
-                                       "rollingUpdate": {"maxUnavailable": 1}},
-                    "template": tpl}
+            spec = {
+                "selector": {"matchLabels": sel},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": tpl,
+            }
         elif kind == "Job":
-            spec = {"backoffLimit": self.r.choice([0, 3, 6]),
-                    "ttlSecondsAfterFinished": 3600, "template": tpl}
+            spec = {
+                "backoffLimit": self.r.choice([0, 3, 6]),
+                "ttlSecondsAfterFinished": 3600,
+                "template": tpl,
+            }
         else:  # CronJob
-            spec = {"schedule": self.r.choice(["*/5 * * * *", "0 * * * *", "0 3 * * *",
-                                               "30 2 * * 1-5", "@daily"]),
-                    "concurrencyPolicy": self.r.choice(["Forbid", "Replace", "Allow"]),
-                    "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
-                    "jobTemplate": {"spec": {"backoffLimit": 2, "template": tpl}}}
+            spec = {
+                "schedule": self.r.choice(
+                    ["*/5 * * * *", "0 * * * *", "0 3 * * *", "30 2 * * 1-5", "@daily"]
+                ),
+                "concurrencyPolicy": self.r.choice(["Forbid", "Replace", "Allow"]),
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 1,
+                "jobTemplate": {"spec": {"backoffLimit": 2, "template": tpl}},
+            }
             if self.chance(0.3):
                 spec["timeZone"] = "Etc/UTC"
         obj["spec"] = spec
         return obj
 
-    def service(self, app: str, ns: str, labels: dict[str, str], port: int,
-                headless: bool = False) -> dict[str, Any]:
-        sel = {"app.kubernetes.io/name": app, "app.kubernetes.io/instance":
-               labels["app.kubernetes.io/instance"]}
+    def service(
+        self, app: str, ns: str, labels: dict[str, str], port: int, headless: bool = False
+    ) -> dict[str, Any]:
+        sel = {
+            "app.kubernetes.io/name": app,
+            "app.kubernetes.io/instance": labels["app.kubernetes.io/instance"],
+        }
         roll = self.r.random()
         ann = None
         spec: dict[str, Any] = {}
@@ -552,32 +734,49 @@ class Gen:
                 spec["type"] = "NodePort"
             else:
                 spec["type"] = "LoadBalancer"
-                ann = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-                       "service.beta.kubernetes.io/aws-load-balancer-internal": "true"
-                       if self.chance(0.5) else "false"}
+                ann = {
+                    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                    "service.beta.kubernetes.io/aws-load-balancer-internal": "true"
+                    if self.chance(0.5)
+                    else "false",
+                }
                 if self.chance(0.5):
                     spec["loadBalancerSourceRanges"] = ["10.0.0.0/8", "0.0.0.0/0"][
-                        : self.r.randint(1, 2)]
-        ports: list[dict[str, Any]] = [{"name": "http", "port": 80 if port != 443 else 443,
-                                        "targetPort": self.r.choice([port, "http"]),
-                                        "protocol": "TCP"}]
+                        : self.r.randint(1, 2)
+                    ]
+        ports: list[dict[str, Any]] = [
+            {
+                "name": "http",
+                "port": 80 if port != 443 else 443,
+                "targetPort": self.r.choice([port, "http"]),
+                "protocol": "TCP",
+            }
+        ]
         if spec.get("type") == "NodePort":
             ports[0]["nodePort"] = self.r.randint(30000, 32767)
         if self.chance(0.4):
-            ports.append({"name": "metrics", "port": 9090, "targetPort": 9090,
-                          "protocol": "TCP"})
+            ports.append({"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"})
         spec["ports"] = ports
         spec["selector"] = sel
-        return {"apiVersion": "v1", "kind": "Service",
-                "metadata": self.meta(name, ns, labels, ann), "spec": spec}
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self.meta(name, ns, labels, ann),
+            "spec": spec,
+        }
 
     def service_account(self, name: str, ns: str, labels: dict[str, str]) -> dict[str, Any]:
         ann = None
         if self.chance(0.3):
-            ann = {"eks.amazonaws.com/role-arn":
-                   f"arn:aws:iam::123456789012:role/{name}-{self.token(6).lower()}"}
-        obj: dict[str, Any] = {"apiVersion": "v1", "kind": "ServiceAccount",
-                               "metadata": self.meta(name, ns, labels, ann)}
+            ann = {
+                "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/"
+                f"{name}-{self.token(6).lower()}"
+            }
+        obj: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": self.meta(name, ns, labels, ann),
+        }
         if self.chance(0.3):
             obj["automountServiceAccountToken"] = False
         return obj
@@ -603,15 +802,20 @@ class Gen:
             data["nginx.conf"] = (
                 "server {\n    listen 8080;\n    location / {\n"
                 f"        proxy_pass http://{app}:80;\n        proxy_set_header Host $host;\n"
-                "    }\n}\n")
+                "    }\n}\n"
+            )
         if self.chance(0.3):
             data["MAX_WORKERS"] = str(self.r.randint(1, 16))
             data["ENABLE_CACHE"] = self.r.choice(["true", "false"])
         if self.chance(0.05):
             k, v = self.fake_secret()
             data[k] = v
-        return {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": self.meta(f"{app}-config", ns, labels), "data": data}
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": self.meta(f"{app}-config", ns, labels),
+            "data": data,
+        }
 
     def ingress(self, app: str, ns: str, labels: dict[str, str], team: str) -> dict[str, Any]:
         host = f"{app}.{team}.example.com"
@@ -623,33 +827,72 @@ class Gen:
         spec: dict[str, Any] = {"ingressClassName": self.r.choice(["nginx", "alb", "traefik"])}
         if self.chance(0.75):
             spec["tls"] = [{"hosts": [host], "secretName": f"{app}-tls"}]
-        spec["rules"] = [{"host": host, "http": {"paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": app, "port": {"number": 80}}}}]}}]
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                "metadata": self.meta(app, ns, labels, ann), "spec": spec}
+        spec["rules"] = [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": app, "port": {"number": 80}}},
+                        }
+                    ]
+                },
+            }
+        ]
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": self.meta(app, ns, labels, ann),
+            "spec": spec,
+        }
 
-    def network_policy(self, app: str, ns: str, labels: dict[str, str],
-                       port: int) -> dict[str, Any]:
+    def network_policy(
+        self, app: str, ns: str, labels: dict[str, str], port: int
+    ) -> dict[str, Any]:
         if self.chance(0.3):
-            return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                    "metadata": self.meta(f"{app}-default-deny", ns, labels),
-                    "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
+            return {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": self.meta(f"{app}-default-deny", ns, labels),
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            }
         spec: dict[str, Any] = {
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [
-                {"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": "ingress-nginx"}}},
-                {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of":
-                                                 labels["app.kubernetes.io/part-of"]}}}],
-                "ports": [{"protocol": "TCP", "port": port}]}]}
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                            }
+                        },
+                        {
+                            "podSelector": {
+                                "matchLabels": {
+                                    "app.kubernetes.io/part-of": labels["app.kubernetes.io/part-of"]
+                                }
+                            }
+                        },
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port}],
+                }
+            ],
+        }
         if self.chance(0.4):
             spec["policyTypes"].append("Egress")
-            spec["egress"] = [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [
-                "169.254.169.254/32"]}}]}, {"ports": [{"protocol": "UDP", "port": 53}]}]
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": self.meta(app, ns, labels), "spec": spec}
+            spec["egress"] = [
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]},
+                {"ports": [{"protocol": "UDP", "port": 53}]},
+            ]
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": self.meta(app, ns, labels),
+            "spec": spec,
+        }
 
     def pdb(self, app: str, ns: str, labels: dict[str, str]) -> dict[str, Any]:
         spec: dict[str, Any] = {}
@@ -658,26 +901,41 @@ class Gen:
         else:
             spec["maxUnavailable"] = self.r.choice([1, "25%"])
         spec["selector"] = {"matchLabels": {"app.kubernetes.io/name": app}}
-        return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                "metadata": self.meta(app, ns, labels), "spec": spec}
+        return {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": self.meta(app, ns, labels),
+            "spec": spec,
+        }
 
     def rules(self, wild: float) -> list[dict[str, Any]]:
         if self.chance(wild):
             return [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
         out = []
         for group, res in self.r.sample(RBAC_RESOURCES, self.r.randint(1, 4)):
-            out.append({"apiGroups": [group], "resources": [res],
-                        "verbs": list(VERBS_RO if self.chance(0.6) else VERBS_RW)})
+            out.append(
+                {
+                    "apiGroups": [group],
+                    "resources": [res],
+                    "verbs": list(VERBS_RO if self.chance(0.6) else VERBS_RW),
+                }
+            )
         return out
 
-    def role_pair(self, app: str, ns: str, labels: dict[str, str],
-                  sa: str) -> list[dict[str, Any]]:
-        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": self.meta(app, ns, labels), "rules": self.rules(0.05)}
-        rb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-              "metadata": self.meta(app, ns, labels),
-              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": app},
-              "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]}
+    def role_pair(self, app: str, ns: str, labels: dict[str, str], sa: str) -> list[dict[str, Any]]:
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": self.meta(app, ns, labels),
+            "rules": self.rules(0.05),
+        }
+        rb = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": self.meta(app, ns, labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": app},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        }
         return [role, rb]
 
     def namespace(self, ns: str, team: str) -> dict[str, Any]:
@@ -694,35 +952,56 @@ class Gen:
             labels["pod-security.kubernetes.io/warn"] = "baseline"
         md: dict[str, Any] = {"name": ns, "labels": labels}
         if self.chance(0.3):
-            md["annotations"] = {"owner": f"{team}@example.com",
-                                 "scheduler.alpha.kubernetes.io/node-selector": "pool=general"}
+            md["annotations"] = {
+                "owner": f"{team}@example.com",
+                "scheduler.alpha.kubernetes.io/node-selector": "pool=general",
+            }
         return {"apiVersion": "v1", "kind": "Namespace", "metadata": md}
 
     def cluster_rbac(self, i: int) -> list[dict[str, Any]]:
         name = f"{self.r.choice(TEAMS)}-{self.r.choice(APP_WORDS)}-{i}"
-        labels = {"app.kubernetes.io/managed-by": "Helm", "rbac.example.com/aggregate":
-                  "true" if self.chance(0.2) else "false"}
-        cr = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-              "metadata": {"name": name, "labels": labels}, "rules": self.rules(0.1)}
+        labels = {
+            "app.kubernetes.io/managed-by": "Helm",
+            "rbac.example.com/aggregate": "true" if self.chance(0.2) else "false",
+        }
+        cr = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels},
+            "rules": self.rules(0.1),
+        }
         if self.chance(0.15):
             cr["rules"].append({"nonResourceURLs": ["/metrics", "/healthz"], "verbs": ["get"]})
         ref = "cluster-admin" if self.chance(0.08) else name
         sns = self.r.choice(TEAMS) + "-" + self.r.choice(ENVS)
-        subjects: list[dict[str, Any]] = [{"kind": "ServiceAccount", "name": name,
-                                           "namespace": sns}]
+        subjects: list[dict[str, Any]] = [
+            {"kind": "ServiceAccount", "name": name, "namespace": sns}
+        ]
         if self.chance(0.1):
-            subjects.append({"kind": "Group", "name": "system:authenticated",
-                             "apiGroup": "rbac.authorization.k8s.io"})
-        crb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": name, "labels": labels},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": ref},
-               "subjects": subjects}
+            subjects.append(
+                {
+                    "kind": "Group",
+                    "name": "system:authenticated",
+                    "apiGroup": "rbac.authorization.k8s.io",
+                }
+            )
+        crb = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": ref,
+            },
+            "subjects": subjects,
+        }
         return [cr, crb]
 
     def app_bundle(self, app: str, ns: str, team: str) -> list[dict[str, Any]]:
-        kind = self.r.choices(["Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job"],
-                              weights=[70, 10, 5, 10, 5])[0]
+        kind = self.r.choices(
+            ["Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job"], weights=[70, 10, 5, 10, 5]
+        )[0]
         port = self.r.choice([8080, 8080, 8000, 3000, 9000, 5000, 443])
         version = self.semver()
         labels = self.labels(app, team, "server", version)
@@ -758,6 +1037,7 @@ class Gen:
 # ---------------------------------------------------------------------------
 # File writing
 # ---------------------------------------------------------------------------
+
 
 def write_stream(path: Path, docs: list[dict[str, Any]], g: Gen, app: str = "") -> None:
     w = YamlWriter(g.r, indent_seq=g.chance(0.4))
@@ -821,17 +1101,23 @@ def generate(n: int, out: Path, seed: int) -> dict[str, Any]:
         items.extend(g.app_bundle(f"legacy-{g.r.choice(APP_WORDS)}-{i}", ns0, team0))
     items = take(items)
     if items:
-        lst = {"apiVersion": "v1", "kind": "List", "items": items,
-               "metadata": {"resourceVersion": ""}}
+        lst = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": items,
+            "metadata": {"resourceVersion": ""},
+        }
         (out / "legacy").mkdir(parents=True, exist_ok=True)
         (out / "legacy" / "all-in-one.yaml").write_text(
-            YamlWriter(g.r, indent_seq=False).dump(lst), encoding="utf-8")
+            YamlWriter(g.r, indent_seq=False).dump(lst), encoding="utf-8"
+        )
         files += 1
 
     # A few JSON manifests, one object each.
     bundle = g.app_bundle("json-exported", ns0, team0)
-    workloads = [d for d in bundle if "template" in d.get("spec", {})
-                 or "jobTemplate" in d.get("spec", {})]
+    workloads = [
+        d for d in bundle if "template" in d.get("spec", {}) or "jobTemplate" in d.get("spec", {})
+    ]
     json_docs = take((workloads + [d for d in bundle if d not in workloads])[:4])
     for d in json_docs:
         name = f"{d['kind'].lower()}-{d['metadata']['name']}.json"
@@ -855,8 +1141,12 @@ def generate(n: int, out: Path, seed: int) -> dict[str, Any]:
     total = sum(kinds.values())
     assert total == n, (total, n)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"resources": total, "files": files, "bytes": size, "kinds": dict(sorted(
-        kinds.items(), key=lambda kv: -kv[1]))}
+    return {
+        "resources": total,
+        "files": files,
+        "bytes": size,
+        "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -871,8 +1161,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.out} is not empty")
     summary = generate(args.resources, args.out, args.seed)
     avg = summary["bytes"] / summary["resources"]
-    print(f"wrote {summary['resources']} resources in {summary['files']} files, "
-          f"{summary['bytes'] / 1e6:.1f} MB ({avg:.0f} B/resource)", file=sys.stderr)
+    print(
+        f"wrote {summary['resources']} resources in {summary['files']} files, "
+        f"{summary['bytes'] / 1e6:.1f} MB ({avg:.0f} B/resource)",
+        file=sys.stderr,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 

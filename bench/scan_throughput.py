@@ -30,8 +30,17 @@ CHECKOV_VENV = HERE / ".venv-checkov"
 def generate(resources: int, directory: Path) -> Path:
     target = directory / f"manifests-{resources}"
     if not target.exists():
-        subprocess.run([sys.executable, str(HERE / "generate_manifests.py"), "--resources",
-                        str(resources), "--out", str(target)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "generate_manifests.py"),
+                "--resources",
+                str(resources),
+                "--out",
+                str(target),
+            ],
+            check=True,
+        )
     return target
 
 
@@ -49,13 +58,34 @@ def timed(command: list[str]) -> tuple[float, float]:
 
 
 def kubeproof_command(directory: Path) -> list[str]:
-    return [sys.executable, "-m", "kubeproof", "scan", str(directory), "--format", "json",
-            "--output", os.devnull, "--fail-on", "none"]
+    return [
+        sys.executable,
+        "-m",
+        "kubeproof",
+        "scan",
+        str(directory),
+        "--format",
+        "json",
+        "--output",
+        os.devnull,
+        "--fail-on",
+        "none",
+    ]
 
 
 def checkov_command(checkov: str, directory: Path) -> list[str]:
-    return [checkov, "-d", str(directory), "--framework", "kubernetes", "--quiet", "--compact",
-            "-o", "json", "--skip-download"]
+    return [
+        checkov,
+        "-d",
+        str(directory),
+        "--framework",
+        "kubernetes",
+        "--quiet",
+        "--compact",
+        "-o",
+        "json",
+        "--skip-download",
+    ]
 
 
 def ensure_checkov(path: str | None) -> str:
@@ -64,8 +94,9 @@ def ensure_checkov(path: str | None) -> str:
     checkov = CHECKOV_VENV / "bin" / "checkov"
     if not checkov.exists():
         subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
-        subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet", "checkov"],
-                       check=True)
+        subprocess.run(
+            [str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet", "checkov"], check=True
+        )
     return str(checkov)
 
 
@@ -73,9 +104,11 @@ def summarise(name: str, runs: list[tuple[float, float]], resources: int) -> flo
     walls = [w for w, _ in runs]
     median = statistics.median(walls)
     peak = max(r for _, r in runs)
-    print(f"{name:10} {resources:>7,} resources  median {median:7.2f} s  "
-          f"min {min(walls):7.2f} s  {resources / median:9,.0f} resources/s  "
-          f"peak RSS {peak:6.0f} MB  ({len(runs)} runs)")
+    print(
+        f"{name:10} {resources:>7,} resources  median {median:7.2f} s  "
+        f"min {min(walls):7.2f} s  {resources / median:9,.0f} resources/s  "
+        f"peak RSS {peak:6.0f} MB  ({len(runs)} runs)"
+    )
     return median
 
 

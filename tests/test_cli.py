@@ -102,7 +102,10 @@ def test_catalogue_commands(capsys: pytest.CaptureFixture[str]) -> None:
 def test_module_entry_point_and_stdin(manifests: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "kubeproof", "scan", "-", "-o", "json", "--fail-on", "none"],
-        input=PRIVILEGED, capture_output=True, text=True, check=False,
+        input=PRIVILEGED,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["scan"]["sources"] == ["-"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import ROOT
 from kubeproof.docs_gen import SOC2_MAPPING, soc2_mapping
+from paths import ROOT
 
 
 def test_soc2_mapping_is_up_to_date() -> None:

@@ -13,12 +13,12 @@ from itertools import product
 
 import pytest
 
-from conftest import ROOT
 from kubeproof.checks import catalogue
 from kubeproof.engine import Context, evaluate
 from kubeproof.inventory import Inventory
 from kubeproof.model import Result, Status
 from kubeproof.sources.files import Loaded, load_paths
+from paths import ROOT
 
 EXAMPLES = ROOT / "examples"
 CHECK_ID = re.compile(r"^[a-z]+\.[a-z0-9-]+$")

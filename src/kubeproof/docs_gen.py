@@ -33,7 +33,9 @@ def soc2_mapping() -> str:
         "|---|---|---|",
     ]
     for group in framework.groups:
-        lines.append(f"| [{group.id}](#{_anchor(group.id)}) | {group.title} | {len(group.checks)} |")
+        lines.append(
+            f"| [{group.id}](#{_anchor(group.id)}) | {group.title} | {len(group.checks)} |"
+        )
     for group in framework.groups:
         lines += ["", f"## {group.id}", "", f"**{group.title}.** {group.description}", ""]
         if not group.checks:

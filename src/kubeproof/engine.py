@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from kubeproof.checks.registry import Check, NotApplicable, NotEvaluated, Violation
 from kubeproof.inventory import Inventory, Workload
 from kubeproof.model import Location, Result, Status, Subject
+from kubeproof.redaction import redact
 
 T = TypeVar("T")
 
@@ -95,8 +96,15 @@ def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) ->
         for container in workload.containers:
             container_subject = subject.with_container(container.name)
             for check, gap in scoped["container"]:
-                result = _judge(check, container_subject, location, gap, container.path,
-                                workload, (container, workload, context))
+                result = _judge(
+                    check,
+                    container_subject,
+                    location,
+                    gap,
+                    container.path,
+                    workload,
+                    (container, workload, context),
+                )
                 if result is not None:
                     add(result)
         for check, gap in scoped["workload"]:
@@ -140,9 +148,14 @@ def _judge_workload(
     if pss is not None and context.pss_level is not None:
         policy = context.pss_policy(workload.namespace)
         if PSS_LEVELS.index(pss.level) > PSS_LEVELS.index(policy.level):
-            return Result(check.spec, Status.EXCEPTED, subject,
-                          f"not required: {policy.source} sets level {policy.level}",
-                          location, reason=f"{policy.source} = {policy.level}")
+            return Result(
+                check.spec,
+                Status.EXCEPTED,
+                subject,
+                f"not required: {policy.source} sets level {policy.level}",
+                location,
+                reason=f"{policy.source} = {policy.level}",
+            )
     return _judge(check, subject, location, gap, None, workload, (workload, context))
 
 
@@ -157,18 +170,26 @@ def _judge(
 ) -> Result | None:
     """One result for one subject; None when the check does not apply to it."""
     if gap is not None:
-        return Result(check.spec, Status.NOT_EVALUATED, subject,
-                      f"not evaluated: {gap}", location, reason=gap)
+        return Result(
+            check.spec, Status.NOT_EVALUATED, subject, f"not evaluated: {gap}", location, reason=gap
+        )
     try:
         found = check.function(*arguments)
         violations = list(found) if found else ()
     except NotApplicable:
         return None
     except NotEvaluated as signal:
-        return Result(check.spec, Status.NOT_EVALUATED, subject, f"not evaluated: {signal}",
-                      location, reason=str(signal))
+        return Result(
+            check.spec,
+            Status.NOT_EVALUATED,
+            subject,
+            f"not evaluated: {signal}",
+            location,
+            reason=str(signal),
+        )
     except Exception as error:  # a check must never crash a scan, nor pass what it could not judge
-        reason = f"check error on this input: {type(error).__name__}: {error}"
+        # The error text may quote the input, so it goes through redaction like any output.
+        reason = f"check error on this input: {type(error).__name__}: {redact(str(error))}"
         return Result(check.spec, Status.NOT_EVALUATED, subject, reason, location, reason=reason)
     if not violations:
         return Result(check.spec, Status.PASS, subject, check.spec.title, location)
@@ -178,8 +199,15 @@ def _judge(
         extra["violations"] = [
             {"message": v.message, "path": p} for v, p in zip(violations, paths, strict=True)
         ]
-    return Result(check.spec, Status.FAIL, subject, "; ".join(v.message for v in violations),
-                  location, path=paths[0], extra=extra)
+    return Result(
+        check.spec,
+        Status.FAIL,
+        subject,
+        "; ".join(v.message for v in violations),
+        location,
+        path=paths[0],
+        extra=extra,
+    )
 
 
 def _full_path(violation: Violation, prefix: str | None, workload: Workload | None) -> str | None:

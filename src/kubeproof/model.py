@@ -61,8 +61,10 @@ class Subject:
         return Subject(self.api_version, self.kind, self.namespace, self.name, container)
 
     def __str__(self) -> str:
-        text = f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else (
-            f"{self.kind}/{self.name}"
+        text = (
+            f"{self.kind}/{self.namespace}/{self.name}"
+            if self.namespace
+            else (f"{self.kind}/{self.name}")
         )
         return f"{text}[{self.container}]" if self.container else text
 

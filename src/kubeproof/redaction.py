@@ -217,7 +217,8 @@ _SHAPES: tuple[_Shape, ...] = (
     _Shape(
         CredentialKind.AZURE_ACCOUNT_KEY,
         re.compile(
-            r"(?i)\b(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}([A-Za-z0-9+/]{20,512}={0,2})"
+            r"(?i)\b(?:AccountKey|SharedAccessKey)[ \t]{0,3}=[ \t]{0,3}"
+            r"([A-Za-z0-9+/]{20,512}={0,2})"
         ),
         1,
         ("accountkey", "sharedaccesskey"),
@@ -284,207 +285,48 @@ _NAME_STEMS = re.compile(
 )
 
 
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # --- names --------------------------------------------------------------------------------
 
 _PASSWORD_SUBSTRINGS = ("password", "passwd", "passphrase")
 _PASSWORD_WORDS = frozenset({"pass", "pwd", "pw", "passwort", "contrasena"})
-_SECRET_WORDS = frozenset(
-    {
-        "secret",
-        "secrets",
-        "token",
-        "tokens",
-        "credential",
-        "credentials",
-        "creds",
-        "cred",
-        "apikey",
-        "apitoken",
-        "apisecret",
-        "accesstoken",
-        "authtoken",
-        "refreshtoken",
-        "idtoken",
-        "bearertoken",
-        "clientsecret",
-        "secretkey",
-        "privatekey",
-        "accesskey",
-        "signingkey",
-        "encryptionkey",
-        "masterkey",
-        "accountkey",
-        "sharedkey",
-        "sharedaccesskey",
-        "sas",
-    }
+_SECRET_WORDS = _words(
+    """
+    secret secrets token tokens credential credentials creds cred apikey apitoken apisecret
+    accesstoken authtoken refreshtoken idtoken bearertoken clientsecret secretkey
+    privatekey accesskey signingkey encryptionkey masterkey accountkey sharedkey
+    sharedaccesskey sas
+    """
 )
 # Words that make a following "key" a secret one: API_KEY, PRIVATE_KEY, APP_KEY ...
-_KEY_QUALIFIERS = frozenset(
-    {
-        "api",
-        "private",
-        "access",
-        "secret",
-        "signing",
-        "sign",
-        "encryption",
-        "encrypt",
-        "master",
-        "account",
-        "shared",
-        "client",
-        "auth",
-        "admin",
-        "root",
-        "session",
-        "service",
-        "webhook",
-        "hmac",
-        "jwt",
-        "app",
-        "crypto",
-        "cipher",
-        "storage",
-        "ssh",
-        "gpg",
-        "pgp",
-        "deploy",
-        "decryption",
-        "aes",
-        "license",
-        "licence",
-    }
+_KEY_QUALIFIERS = _words(
+    """
+    api private access secret signing sign encryption encrypt master account shared client
+    auth admin root session service webhook hmac jwt app crypto cipher storage ssh gpg pgp
+    deploy decryption aes license licence
+    """
 )
-_WEAK_WORDS = frozenset(
-    {
-        "key",
-        "keys",
-        "auth",
-        "salt",
-        "hmac",
-        "signature",
-        "sig",
-        "seed",
-        "license",
-        "licence",
-    }
+_WEAK_WORDS = _words(
+    """
+    key keys auth salt hmac signature sig seed license licence
+    """
 )
 # Words that, after the secret word, describe the secret instead of holding it.
-_ABOUT_WORDS = frozenset(
-    {
-        "file",
-        "files",
-        "path",
-        "paths",
-        "dir",
-        "dirs",
-        "directory",
-        "folder",
-        "url",
-        "urls",
-        "uri",
-        "uris",
-        "endpoint",
-        "endpoints",
-        "host",
-        "hosts",
-        "hostname",
-        "port",
-        "name",
-        "names",
-        "ttl",
-        "expiry",
-        "expires",
-        "expire",
-        "expiration",
-        "expired",
-        "lifetime",
-        "duration",
-        "timeout",
-        "interval",
-        "age",
-        "length",
-        "len",
-        "size",
-        "min",
-        "max",
-        "minimum",
-        "maximum",
-        "count",
-        "limit",
-        "policy",
-        "policies",
-        "complexity",
-        "pattern",
-        "regex",
-        "rotation",
-        "rotate",
-        "enabled",
-        "enable",
-        "disabled",
-        "disable",
-        "required",
-        "require",
-        "header",
-        "headers",
-        "type",
-        "mode",
-        "method",
-        "algorithm",
-        "algo",
-        "alg",
-        "format",
-        "encoding",
-        "ref",
-        "reference",
-        "arn",
-        "location",
-        "store",
-        "provider",
-        "backend",
-        "manager",
-        "source",
-        "mount",
-        "version",
-        "prefix",
-        "suffix",
-        "field",
-        "env",
-        "namespace",
-        "label",
-        "selector",
-        "annotation",
-        "seconds",
-        "secs",
-        "sec",
-        "minutes",
-        "mins",
-        "hours",
-        "days",
-        "ms",
-        "issuer",
-        "audience",
-        "scope",
-        "scopes",
-        "realm",
-        "claim",
-        "claims",
-        "cache",
-        "template",
-        "strategy",
-        "kind",
-        "class",
-        "lookup",
-        "validation",
-        "hint",
-        "hints",
-        "prompt",
-        "placeholder",
-        "rules",
-        "schema",
-        "usage",
-    }
+_ABOUT_WORDS = _words(
+    """
+    file files path paths dir dirs directory folder url urls uri uris endpoint endpoints
+    host hosts hostname port name names ttl expiry expires expire expiration expired
+    lifetime duration timeout interval age length len size min max minimum maximum count
+    limit policy policies complexity pattern regex rotation rotate enabled enable disabled
+    disable required require header headers type mode method algorithm algo alg format
+    encoding ref reference arn location store provider backend manager source mount version
+    prefix suffix field env namespace label selector annotation seconds secs sec minutes
+    mins hours days ms issuer audience scope scopes realm claim claims cache template
+    strategy kind class lookup validation hint hints prompt placeholder rules schema usage
+    """
 )
 # Words anywhere in a name that mean the value is not secret at all.
 _PUBLIC_WORDS = frozenset({"public", "publishable", "pub", "pubkey"})
@@ -579,33 +421,11 @@ _WHOLE_VALUE_PLACEHOLDER = re.compile(
     r"|<[^<>\n]{1,128}>"  # <password>, <your-token-here>
 )
 _MASK = re.compile(r"[*xX•#._-]+")
-_CONFIG_WORDS = frozenset(
-    {
-        "true",
-        "false",
-        "yes",
-        "no",
-        "on",
-        "off",
-        "none",
-        "null",
-        "nil",
-        "undefined",
-        "enabled",
-        "disabled",
-        "required",
-        "optional",
-        "empty",
-        "n/a",
-        "-",
-        "auto",
-        "default",
-        "redacted",
-        "hidden",
-        "masked",
-        "omitted",
-        "unset",
-    }
+_CONFIG_WORDS = _words(
+    """
+    true false yes no on off none null nil undefined enabled disabled required optional
+    empty n/a - auto default redacted hidden masked omitted unset
+    """
 )
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,20}://\S*")
 _PATH = re.compile(r"(?:/|\./|\.\./|~/|file:)\S*")

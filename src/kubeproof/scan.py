@@ -74,9 +74,16 @@ def scan_inventory(
     sources: Sequence[str] = (),
     files: int = 0,
 ) -> ScanReport:
-    report = ScanReport(framework=framework, results=[], errors=list(errors),
-                        sources=list(sources), objects=len(inventory), files=files,
-                        coverage=inventory.coverage, pss_version=pss_version)
+    report = ScanReport(
+        framework=framework,
+        results=[],
+        errors=list(errors),
+        sources=list(sources),
+        objects=len(inventory),
+        files=files,
+        coverage=inventory.coverage,
+        pss_version=pss_version,
+    )
     context = Context(inventory, pss_level=framework.pss_level, cluster_name=cluster_name)
     if pss_version is not None:
         context.pss_version = pss_version

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import failing, run, statuses
 
+from checks.helpers import failing, run, statuses
 from kubeproof.model import Result, Status
 
 RESTRICTED_CONTAINER: dict[str, Any] = {

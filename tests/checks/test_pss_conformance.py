@@ -29,7 +29,7 @@ from kubeproof.engine import Context, evaluate
 from kubeproof.inventory import Inventory, K8sObject
 from kubeproof.model import Location, Result, Status
 
-# The folder `shared/` beside the repository root (tests/conftest.py SHARED).
+# The folder `shared/` beside the repository root (tests/paths.py SHARED).
 TESTDATA = (
     Path(__file__).resolve().parents[2].parent
     / "shared"

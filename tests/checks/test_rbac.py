@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import failing, inventory_of, run, run_all
 
+from checks.helpers import failing, inventory_of, run, run_all
 from kubeproof.checks import catalogue, find
 from kubeproof.engine import Context, evaluate
 from kubeproof.inventory import Coverage, Inventory, K8sObject

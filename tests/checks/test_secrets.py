@@ -250,7 +250,9 @@ def test_credential_in_configmap_fails(
 def test_configmap_without_credentials_passes() -> None:
     clean = config_map(
         {
-            "application.properties": "server.port=8080\nspring.datasource.password=${DB_PASSWORD}\n",
+            "application.properties": (
+                "server.port=8080\nspring.datasource.password=${DB_PASSWORD}\n"
+            ),
             "nginx.conf": "server { listen 8080; location / { proxy_pass http://shop:8080; } }",
             "LOG_LEVEL": "info",
             "token_ttl": "3600",

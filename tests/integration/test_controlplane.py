@@ -12,7 +12,6 @@ from controlplane import ControlPlane, wait_for
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture
 def namespace(control_plane: ControlPlane) -> str:
     name = f"cp-test-{uuid.uuid4().hex[:8]}"

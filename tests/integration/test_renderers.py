@@ -54,8 +54,10 @@ def test_helm_chart_directory_with_values_and_set(
     chart = write_tree(tmp_path / "web", CHART)
     values = tmp_path / "prod.yaml"
     values.write_text("replicas: 3\n")
-    loaded = load_paths([str(tmp_path)], RenderOptions(
-        values=[str(values)], set_values=["privileged=true"], release="shop"))
+    loaded = load_paths(
+        [str(tmp_path)],
+        RenderOptions(values=[str(values)], set_values=["privileged=true"], release="shop"),
+    )
     assert loaded.errors == []
     (deployment,) = loaded.objects
     assert deployment.name == "shop-web"
@@ -66,7 +68,9 @@ def test_helm_chart_directory_with_values_and_set(
     assert deployment.location.file == str(chart / "templates" / "deployment.yaml")
 
 
-def test_packaged_chart(tmp_path: Path, tools_on_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_packaged_chart(
+    tmp_path: Path, tools_on_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", f"{tools_on_path}{os.pathsep}{os.environ['PATH']}")
     chart = write_tree(tmp_path / "src" / "web", CHART)
     package = tmp_path / "web-0.1.0.tgz"
@@ -93,12 +97,15 @@ def test_kustomize_directory(
 ) -> None:
     # Only our tool directory: the kustomize build, not a kubectl that may be installed.
     monkeypatch.setenv("PATH", tools_on_path)
-    write_tree(tmp_path / "app", {
-        "kustomization.yaml": "namespace: shop\nresources: [cm.yaml]\n"
-                              "commonLabels: {team: payments}\n",
-        "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
-                   "data: {a: b}\n",
-    })
+    write_tree(
+        tmp_path / "app",
+        {
+            "kustomization.yaml": "namespace: shop\nresources: [cm.yaml]\n"
+            "commonLabels: {team: payments}\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+            "data: {a: b}\n",
+        },
+    )
     loaded = load_paths([str(tmp_path / "app")])
     assert loaded.errors == []
     (config,) = loaded.objects

@@ -16,8 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @cache
 def built_tools() -> dict[str, Path]:
     completed = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True,
-        check=False, timeout=1800,
+        ["bash", str(ROOT / "scripts" / "tools.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"scripts/tools.sh failed:\n{completed.stderr[-4000:]}")

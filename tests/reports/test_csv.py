@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.reports.builders import HOSTILE_MESSAGE, HOSTILE_NAME, mixed_report
 
 from kubeproof.model import Status, finding_fingerprint
 from kubeproof.reports.csv import COLUMNS, FORMULA_PREFIXES, CsvRenderer, neutralise
 from kubeproof.scan import ScanReport
+from reports.builders import HOSTILE_MESSAGE, HOSTILE_NAME, mixed_report
 
 # The published column order: a change here breaks every spreadsheet built on the file.
 EXPECTED_COLUMNS = [

@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.reports.builders import mixed_report, real_report
 
 from kubeproof.model import Status
 from kubeproof.reports.json import (
@@ -21,6 +20,7 @@ from kubeproof.reports.json import (
     load_schema,
     report_as_dict,
 )
+from reports.builders import mixed_report, real_report
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = jsonschema.Draft202012Validator

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import xmlschema
-from tests.reports.builders import HOSTILE_NAME, mixed_report, real_report
 
 from kubeproof.model import Status
 from kubeproof.reports.junit import INPUT_SUITE, JunitRenderer, xml_text
 from kubeproof.scan import ScanReport
+from reports.builders import HOSTILE_NAME, mixed_report, real_report
 
 XSD = Path(__file__).with_name("schemas") / "junit-10.xsd"
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.reports.builders import mixed_report, real_report
 
 from kubeproof.model import Status, finding_fingerprint
 from kubeproof.reports.sarif import (
@@ -21,6 +20,7 @@ from kubeproof.reports.sarif import (
     rule_name,
 )
 from kubeproof.scan import ScanReport
+from reports.builders import mixed_report, real_report
 
 SCHEMA = Path(__file__).with_name("schemas") / "sarif-2.1.0.json"
 

@@ -25,22 +25,27 @@ def write(path: Path, text: str | bytes) -> Path:
 def test_directories_are_read_recursively_with_locations(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", POD.format(name="a") + "---\n" + POD.format(name="b"))
     write(tmp_path / "sub" / "c.yml", POD.format(name="c"))
-    write(tmp_path / "sub" / "d.json", '{"apiVersion": "v1", "kind": "Pod", '
-          '"metadata": {"name": "d"}}')
+    write(
+        tmp_path / "sub" / "d.json",
+        '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d"}}',
+    )
     write(tmp_path / "notes.txt", "not a manifest")
     loaded = load_paths([str(tmp_path)])
     assert loaded.errors == []
     assert loaded.files == 3
-    where = {o.name: (Path(o.location.file).name, o.location.line) for o in loaded.objects
-             if o.location}
-    assert where == {"a": ("a.yaml", 1), "b": ("a.yaml", 8), "c": ("c.yml", 1),
-                     "d": ("d.json", 1)}
+    where = {
+        o.name: (Path(o.location.file).name, o.location.line) for o in loaded.objects if o.location
+    }
+    assert where == {"a": ("a.yaml", 1), "b": ("a.yaml", 8), "c": ("c.yml", 1), "d": ("d.json", 1)}
 
 
 def test_list_kinds_are_expanded(tmp_path: Path) -> None:
-    write(tmp_path / "list.yaml", "apiVersion: v1\nkind: List\nitems:\n"
-          "- {apiVersion: v1, kind: Pod, metadata: {name: x}}\n"
-          "- {apiVersion: v1, kind: ConfigMap, metadata: {name: y, namespace: n}}\n- 3\n")
+    write(
+        tmp_path / "list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Pod, metadata: {name: x}}\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: y, namespace: n}}\n- 3\n",
+    )
     loaded = load_paths([str(tmp_path / "list.yaml")])
     assert sorted(o.name for o in loaded.objects) == ["x", "y"]
     assert len(loaded.errors) == 1 and "item 2" in loaded.errors[0].message
@@ -84,8 +89,11 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_wrong_types_in_known_fields_do_not_crash(tmp_path: Path) -> None:
-    write(tmp_path / "odd.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [1, 2]\nspec: 7\n---\n"
-          "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: 5}\n"
-          "spec: {template: {spec: {containers: [1, {name: 3, image: [x]}]}}}\n")
+    write(
+        tmp_path / "odd.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: [1, 2]\nspec: 7\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: 5}\n"
+        "spec: {template: {spec: {containers: [1, {name: 3, image: [x]}]}}}\n",
+    )
     loaded = load_paths([str(tmp_path)])
     assert len(loaded.objects) == 2

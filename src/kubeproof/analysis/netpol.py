@@ -13,11 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from kubeproof.inventory import Inventory, K8sObject, Workload
 from kubeproof.inventory.objects import as_dict
-from kubeproof.inventory.selectors import selector_matches
+from kubeproof.inventory.selectors import label_selector_problem, selector_matches
 
 INGRESS = "Ingress"
 EGRESS = "Egress"
@@ -27,54 +26,6 @@ _PEERS_FIELD = {INGRESS: "from", EGRESS: "to"}
 
 # Workload kinds whose pods never run: a PodTemplate is only a template.
 _TEMPLATE_ONLY_KINDS = frozenset({"PodTemplate"})
-
-_SET_OPERATORS = frozenset({"In", "NotIn"})
-_EXISTS_OPERATORS = frozenset({"Exists", "DoesNotExist"})
-
-
-def label_selector_problem(selector: Any, field: str) -> str | None:
-    """Why the API server would reject this LabelSelector, or None when it is well formed.
-
-    `None` (a missing selector) is well formed here; callers decide what a missing one means.
-    """
-    if selector is None:
-        return None
-    if not isinstance(selector, dict):
-        return f"{field} is not a mapping"
-    match_labels = selector.get("matchLabels")
-    if match_labels is not None:
-        if not isinstance(match_labels, dict):
-            return f"{field}.matchLabels is not a mapping"
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in match_labels.items()):
-            return f"{field}.matchLabels has a value that is not a string"
-    expressions = selector.get("matchExpressions")
-    if expressions is None:
-        return None
-    if not isinstance(expressions, list):
-        return f"{field}.matchExpressions is not a list"
-    for index, expression in enumerate(expressions):
-        problem = _expression_problem(expression)
-        if problem is not None:
-            return f"{field}.matchExpressions[{index}] {problem}"
-    return None
-
-
-def _expression_problem(expression: Any) -> str | None:
-    if not isinstance(expression, dict):
-        return "is not a mapping"
-    if not isinstance(expression.get("key"), str):
-        return "has no key"
-    operator = expression.get("operator")
-    values = expression.get("values")
-    if values is not None and not (
-        isinstance(values, list) and all(isinstance(v, str) for v in values)
-    ):
-        return "has values that are not a list of strings"
-    if operator in _SET_OPERATORS:
-        return None if values else f"uses {operator} without values"
-    if operator in _EXISTS_OPERATORS:
-        return f"uses {operator} with values" if values else None
-    return f"has an unknown operator {operator!r}"
 
 
 def selector_selects_everything(selector: dict[str, Any]) -> bool:
@@ -128,15 +79,16 @@ class NetworkPolicy:
     def denies_by_default(self, direction: str) -> bool:
         """Default deny: every pod in the namespace, that direction, and no rule for it."""
         return (
-            self.selects_all_pods()
-            and direction in self.policy_types
-            and not self.rules(direction)
+            self.selects_all_pods() and direction in self.policy_types and not self.rules(direction)
         )
 
     def open_rules(self, direction: str) -> list[int]:
         """Indexes of the rules of a direction that admit all traffic."""
-        return [i for i, rule in enumerate(self.rules(direction))
-                if rule_admits_everything(rule, direction)]
+        return [
+            i
+            for i, rule in enumerate(self.rules(direction))
+            if rule_admits_everything(rule, direction)
+        ]
 
 
 def rule_admits_everything(rule: dict[str, Any], direction: str) -> bool:
@@ -220,8 +172,16 @@ def _rule_problem(rule: Any, direction: str, field: str) -> str | None:
 
 
 def policies_in(inventory: Inventory, namespace: str) -> list[NetworkPolicy]:
-    """Every NetworkPolicy of a namespace, read once per call."""
+    """Every NetworkPolicy of a namespace, read from the objects (checks use the per-scan
+    index, `policies_by_namespace`, through `Context.derived`)."""
     return [read_policy(obj) for obj in inventory.in_namespace("NetworkPolicy", namespace)]
+
+
+def policies_by_namespace(inventory: Inventory) -> dict[str, list[NetworkPolicy]]:
+    index: dict[str, list[NetworkPolicy]] = defaultdict(list)
+    for obj in inventory.of_kind("NetworkPolicy"):
+        index[obj.namespace or "default"].append(read_policy(obj))
+    return index
 
 
 def isolating(
@@ -236,21 +196,6 @@ def runs_pods(workload: Workload) -> bool:
     return workload.obj.kind not in _TEMPLATE_ONLY_KINDS
 
 
-# Workloads by namespace, computed once per inventory state (the inventory builds a new
-# workload list whenever an object is added, which invalidates the entry).
-_by_namespace: WeakKeyDictionary[Inventory, tuple[list[Workload], dict[str, list[Workload]]]]
-_by_namespace = WeakKeyDictionary()
-
-
 def running_workloads_in(inventory: Inventory, namespace: str) -> list[Workload]:
     """The workloads of a namespace whose pods run (templates excluded)."""
-    workloads = inventory.workloads
-    cached = _by_namespace.get(inventory)
-    if cached is None or cached[0] is not workloads:
-        index: dict[str, list[Workload]] = defaultdict(list)
-        for workload in workloads:
-            if runs_pods(workload):
-                index[workload.namespace].append(workload)
-        cached = (workloads, dict(index))
-        _by_namespace[inventory] = cached
-    return cached[1].get(namespace, [])
+    return [w for w in inventory.workloads_in(namespace) if runs_pods(w)]

@@ -8,15 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubeproof.analysis.netpol import (
-    label_selector_problem,
-    running_workloads_in,
-    selector_selects_everything,
-)
+from kubeproof.analysis.netpol import running_workloads_in, selector_selects_everything
 from kubeproof.checks.registry import NotApplicable, NotEvaluated, Violation, check
 from kubeproof.inventory import Inventory, K8sObject, Workload
 from kubeproof.inventory.objects import as_dict, as_list, as_str
-from kubeproof.inventory.selectors import selector_matches
+from kubeproof.inventory.selectors import label_selector_problem, selector_matches
 from kubeproof.inventory.workloads import workload_of
 
 if TYPE_CHECKING:
@@ -77,8 +73,10 @@ def _autoscalers(obj: K8sObject, inventory: Inventory) -> list[Autoscaler]:
         low = 1 if raw_min is None else _whole_number(raw_min)
         high = _whole_number(hpa.spec.get("maxReplicas"))
         if low is None or high is None:
-            raise NotEvaluated(f"HorizontalPodAutoscaler {hpa.name} has a minReplicas or "
-                               "maxReplicas that is not a whole number")
+            raise NotEvaluated(
+                f"HorizontalPodAutoscaler {hpa.name} has a minReplicas or "
+                "maxReplicas that is not a whole number"
+            )
         found.append(Autoscaler(hpa.name, low, high))
     return found
 
@@ -109,13 +107,18 @@ def single_replica(obj: K8sObject, context: Context) -> Iterator[Violation]:
         # The autoscaler owns spec.replicas; its floor is what the workload may drop to.
         lowest = min(autoscalers, key=lambda a: a.min_replicas)
         if lowest.min_replicas < 2:
-            yield Violation(f"HorizontalPodAutoscaler {lowest.name} may scale it down to "
-                            f"{lowest.min_replicas} replica(s) (spec.minReplicas)")
+            yield Violation(
+                f"HorizontalPodAutoscaler {lowest.name} may scale it down to "
+                f"{lowest.min_replicas} replica(s) (spec.minReplicas)"
+            )
         return
     if replicas < 2:
         written = "is 1" if obj.spec.get("replicas") is not None else "is not set, so 1"
-        yield Violation(f"runs a single replica (spec.replicas {written}): one pod failure, "
-                        "eviction or rollout interrupts the service", "spec.replicas")
+        yield Violation(
+            f"runs a single replica (spec.replicas {written}): one pod failure, "
+            "eviction or rollout interrupts the service",
+            "spec.replicas",
+        )
 
 
 def _budget_selector(pdb: K8sObject) -> dict[str, Any] | None:
@@ -140,9 +143,11 @@ def missing_pdb(obj: K8sObject, context: Context) -> Iterator[Violation]:
         selector = _budget_selector(pdb)
         if selector is not None and selector_matches(selector, labels):
             return
-    yield Violation(f"runs up to {peak} replicas but no PodDisruptionBudget in namespace "
-                    f"{obj.namespace} selects its pods: a node drain may evict them all at once",
-                    "spec.template.metadata.labels")
+    yield Violation(
+        f"runs up to {peak} replicas but no PodDisruptionBudget in namespace "
+        f"{obj.namespace} selects its pods: a node drain may evict them all at once",
+        "spec.template.metadata.labels",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +181,9 @@ def _pods_at_low_point(workload: Workload, inventory: Inventory) -> int:
     if obj.kind == "Pod":
         return 1
     if obj.kind not in _SCALED_KINDS:
-        raise NotEvaluated(f"it selects {obj.kind} {obj.name}, whose pod count kubeproof "
-                           "cannot know from its spec")
+        raise NotEvaluated(
+            f"it selects {obj.kind} {obj.name}, whose pod count kubeproof cannot know from its spec"
+        )
     autoscalers = _autoscalers(obj, inventory)
     if autoscalers:
         return min(a.min_replicas for a in autoscalers)
@@ -192,8 +198,11 @@ def _guarded_pods(pdb: K8sObject, context: Context) -> int:
         raise NotEvaluated(f"counting the pods it guards needs {gap}")
     selector = _budget_selector(pdb)
     namespace = pdb.namespace or "default"
-    selected = [w for w in running_workloads_in(context.inventory, namespace)
-                if selector is not None and selector_matches(selector, w.pod_labels)]
+    selected = [
+        w
+        for w in running_workloads_in(context.inventory, namespace)
+        if selector is not None and selector_matches(selector, w.pod_labels)
+    ]
     if not selected:
         raise NotApplicable  # guards no pods: it holds up no drain
     return sum(_pods_at_low_point(w, context.inventory) for w in selected)
@@ -203,36 +212,50 @@ def _guarded_pods(pdb: K8sObject, context: Context) -> int:
 def pdb_blocks_eviction(obj: K8sObject, context: Context) -> Iterator[Violation]:
     raw_min, raw_max = obj.spec.get("minAvailable"), obj.spec.get("maxUnavailable")
     if raw_min is not None and raw_max is not None:
-        raise NotEvaluated("it sets both minAvailable and maxUnavailable, which the API server "
-                           "rejects")
+        raise NotEvaluated(
+            "it sets both minAvailable and maxUnavailable, which the API server rejects"
+        )
     if raw_min is None and raw_max is None:
         if obj.api_version != "policy/v1beta1":
-            yield Violation("sets neither minAvailable nor maxUnavailable: the disruption "
-                            "controller then allows no eviction of the pods it selects", "spec")
+            yield Violation(
+                "sets neither minAvailable nor maxUnavailable: the disruption "
+                "controller then allows no eviction of the pods it selects",
+                "spec",
+            )
             return
         raw_min = 1  # policy/v1beta1 defaulted minAvailable to 1
     if raw_max is not None:
         max_unavailable = _budget(raw_max, "spec.maxUnavailable")
         if max_unavailable.amount == 0:
-            yield Violation(f"spec.maxUnavailable is {max_unavailable}: no pod it selects may "
-                            "ever be evicted, so node drains stall", "spec.maxUnavailable")
+            yield Violation(
+                f"spec.maxUnavailable is {max_unavailable}: no pod it selects may "
+                "ever be evicted, so node drains stall",
+                "spec.maxUnavailable",
+            )
         return  # any other value allows at least one eviction once its pods are healthy
     min_available = _budget(raw_min, "spec.minAvailable")
     if min_available.percent and min_available.amount >= 100:
-        yield Violation(f"spec.minAvailable is {min_available}: no pod it selects may ever be "
-                        "evicted, so node drains stall", "spec.minAvailable")
+        yield Violation(
+            f"spec.minAvailable is {min_available}: no pod it selects may ever be "
+            "evicted, so node drains stall",
+            "spec.minAvailable",
+        )
         return
     if min_available.amount == 0:
         return
     pods = _guarded_pods(obj, context)
     if min_available.of(pods) >= pods:
-        yield Violation(f"spec.minAvailable is {min_available} and the workloads it selects run "
-                        f"{pods} pod(s) at their smallest scale: no eviction is allowed then, "
-                        "so node drains stall", "spec.minAvailable")
+        yield Violation(
+            f"spec.minAvailable is {min_available} and the workloads it selects run "
+            f"{pods} pod(s) at their smallest scale: no eviction is allowed then, "
+            "so node drains stall",
+            "spec.minAvailable",
+        )
 
 
-def _term_spreads_own_pods(term: Any, namespace: str, labels: dict[str, str],
-                           inventory: Inventory) -> bool:
+def _term_spreads_own_pods(
+    term: Any, namespace: str, labels: dict[str, str], inventory: Inventory
+) -> bool:
     """Whether a pod (anti-)affinity or spread term counts this workload's own pods."""
     term = as_dict(term)
     if not as_str(term.get("topologyKey")):
@@ -247,7 +270,8 @@ def _term_spreads_own_pods(term: Any, namespace: str, labels: dict[str, str],
     if not namespaces and namespace_selector is None:
         return True  # the term's own namespace
     return namespace in namespaces or selector_matches(
-        namespace_selector, inventory.namespace_labels(namespace))
+        namespace_selector, inventory.namespace_labels(namespace)
+    )
 
 
 def _spread_terms(pod_spec: dict[str, Any]) -> Iterator[Any]:
@@ -265,9 +289,14 @@ def replicas_not_spread(obj: K8sObject, context: Context) -> Iterator[Violation]
         raise NotApplicable
     workload = _workload(obj)
     namespace = obj.namespace or "default"
-    if any(_term_spreads_own_pods(term, namespace, workload.pod_labels, context.inventory)
-           for term in _spread_terms(workload.pod_spec)):
+    if any(
+        _term_spreads_own_pods(term, namespace, workload.pod_labels, context.inventory)
+        for term in _spread_terms(workload.pod_spec)
+    ):
         return
-    yield Violation(f"runs up to {peak} replicas with no topologySpreadConstraints or "
-                    "podAntiAffinity over its own pods: the scheduler may place them all on "
-                    "one node or zone", workload.spec_path)
+    yield Violation(
+        f"runs up to {peak} replicas with no topologySpreadConstraints or "
+        "podAntiAffinity over its own pods: the scheduler may place them all on "
+        "one node or zone",
+        workload.spec_path,
+    )

@@ -54,8 +54,9 @@ def _source_ranges(obj: K8sObject) -> tuple[list[str], str]:
     """The source ranges in force and the field they come from: the spec field wins, the
     legacy annotation applies only when the field is empty."""
     # Entries of the wrong type stay as "" so the indexes in paths still point at them.
-    ranges = [r if isinstance(r, str) else "" for r in
-              as_list(obj.spec.get("loadBalancerSourceRanges"))]
+    ranges = [
+        r if isinstance(r, str) else "" for r in as_list(obj.spec.get("loadBalancerSourceRanges"))
+    ]
     if ranges:
         return ranges, "spec.loadBalancerSourceRanges"
     annotation = obj.annotations.get(SOURCE_RANGES_ANNOTATION, "")
@@ -79,8 +80,11 @@ def load_balancer_unrestricted(obj: K8sObject, context: Context) -> Iterator[Vio
     ranges, field = _source_ranges(obj)
     networks = [(index, _network(text)) for index, text in enumerate(ranges)]
     if all(network is None for _, network in networks):
-        yield Violation("type LoadBalancer with no valid loadBalancerSourceRanges: the load "
-                        "balancer accepts traffic from any address", "spec.type")
+        yield Violation(
+            "type LoadBalancer with no valid loadBalancerSourceRanges: the load "
+            "balancer accepts traffic from any address",
+            "spec.type",
+        )
         return
     for index, network in networks:
         if network is not None and network.prefixlen == 0:
@@ -93,11 +97,17 @@ def node_port(obj: K8sObject, context: Context) -> Iterator[Violation]:
     if _service_type(obj) != "NodePort":
         raise NotApplicable
     ports = as_list(obj.spec.get("ports"))
-    numbers = [str(p) for p in (as_dict(port).get("nodePort") for port in ports)
-               if isinstance(p, int) and not isinstance(p, bool)]
+    numbers = [
+        str(p)
+        for p in (as_dict(port).get("nodePort") for port in ports)
+        if isinstance(p, int) and not isinstance(p, bool)
+    ]
     opened = f"node port(s) {', '.join(numbers)}" if numbers else "an allocated node port"
-    yield Violation(f"type NodePort opens {opened} on every node's addresses, bypassing any "
-                    "load balancer or ingress in front of the cluster", "spec.type")
+    yield Violation(
+        f"type NodePort opens {opened} on every node's addresses, bypassing any "
+        "load balancer or ingress in front of the cluster",
+        "spec.type",
+    )
 
 
 @check("exposure.external-ips")
@@ -108,9 +118,12 @@ def external_ips(obj: K8sObject, context: Context) -> Iterator[Violation]:
     addresses = as_list(value)
     if not addresses or not all(isinstance(a, str) for a in addresses):
         raise NotEvaluated("spec.externalIPs is not a list of addresses")
-    yield Violation(f"spec.externalIPs claims {', '.join(addresses)}: nodes route traffic for "
-                    "these addresses to this Service, including traffic meant for hosts "
-                    "outside the cluster (CVE-2020-8554)", "spec.externalIPs")
+    yield Violation(
+        f"spec.externalIPs claims {', '.join(addresses)}: nodes route traffic for "
+        "these addresses to this Service, including traffic meant for hosts "
+        "outside the cluster (CVE-2020-8554)",
+        "spec.externalIPs",
+    )
 
 
 def _default_backend_field(obj: K8sObject) -> str | None:
@@ -175,24 +188,38 @@ def ingress_without_tls(obj: K8sObject, context: Context) -> Iterator[Violation]
         if _tls_covers(tls, host):
             continue
         if host is None:
-            yield Violation(f"spec.rules[{index}] has no host and no spec.tls entry without "
-                            "hosts covers it: it is served without TLS", f"spec.rules[{index}]")
+            yield Violation(
+                f"spec.rules[{index}] has no host and no spec.tls entry without "
+                "hosts covers it: it is served without TLS",
+                f"spec.rules[{index}]",
+            )
         else:
-            yield Violation(f"host {host} (spec.rules[{index}]) is in no spec.tls entry: it is "
-                            "served without TLS", f"spec.rules[{index}].host")
+            yield Violation(
+                f"host {host} (spec.rules[{index}]) is in no spec.tls entry: it is "
+                "served without TLS",
+                f"spec.rules[{index}].host",
+            )
     if default_backend is not None and not _tls_covers(tls, None):
-        yield Violation(f"{default_backend} answers for any host and no spec.tls entry without "
-                        "hosts covers it: it is served without TLS", default_backend)
+        yield Violation(
+            f"{default_backend} answers for any host and no spec.tls entry without "
+            "hosts covers it: it is served without TLS",
+            default_backend,
+        )
 
 
 @check("exposure.ingress-catch-all")
 def ingress_catch_all(obj: K8sObject, context: Context) -> Iterator[Violation]:
     default_backend = _default_backend_field(obj)
     if default_backend is not None:
-        yield Violation(f"{default_backend} receives every request no rule matches, whatever "
-                        "host name (or bare address) it was sent to", default_backend)
+        yield Violation(
+            f"{default_backend} receives every request no rule matches, whatever "
+            "host name (or bare address) it was sent to",
+            default_backend,
+        )
     for index, host in _rules(obj):
         if host is None:
-            yield Violation(f"spec.rules[{index}] has no host: it answers requests for any host "
-                            "name, including scans of the load balancer's address",
-                            f"spec.rules[{index}]")
+            yield Violation(
+                f"spec.rules[{index}] has no host: it answers requests for any host "
+                "name, including scans of the load balancer's address",
+                f"spec.rules[{index}]",
+            )

@@ -24,8 +24,19 @@ CHECK_MODULES = ("pss", "workload", "secrets", "exposure", "network", "rbac", "a
 
 SCOPES = frozenset({"container", "workload", "object", "namespace", "cluster"})
 CRITERIA = frozenset(
-    {"CC6.1", "CC6.2", "CC6.3", "CC6.6", "CC6.7", "CC6.8", "CC7.1", "CC7.2", "CC8.1", "A1.2",
-     "C1.1"}
+    {
+        "CC6.1",
+        "CC6.2",
+        "CC6.3",
+        "CC6.6",
+        "CC6.7",
+        "CC6.8",
+        "CC7.1",
+        "CC7.2",
+        "CC8.1",
+        "A1.2",
+        "C1.1",
+    }
 )
 
 

@@ -52,14 +52,27 @@ def spec_as_dict(spec: CheckSpec) -> dict[str, Any]:
 def run_frameworks(arguments: argparse.Namespace) -> int:
     available = frameworks.available().values()
     if arguments.format == "json":
-        print(json.dumps([{"id": f.id, "title": f.title, "reference": f.reference,
-                           "groups": len(f.groups), "checks": len(f.checks)} for f in available],
-                         indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": f.id,
+                        "title": f.title,
+                        "reference": f.reference,
+                        "groups": len(f.groups),
+                        "checks": len(f.checks),
+                    }
+                    for f in available
+                ],
+                indent=2,
+            )
+        )
         return EXIT_CLEAN
     table = Table("id", "title", "groups", "checks")
     for framework in available:
-        table.add_row(framework.id, framework.title, str(len(framework.groups)),
-                      str(len(framework.checks)))
+        table.add_row(
+            framework.id, framework.title, str(len(framework.groups)), str(len(framework.checks))
+        )
     Console(highlight=False).print(table)
     return EXIT_CLEAN
 
@@ -78,8 +91,9 @@ def run_checks(arguments: argparse.Namespace) -> int:
     table = Table("id", "severity", "criteria", "CIS", "title")
     for check in chosen:
         spec = check.spec
-        table.add_row(spec.id, spec.severity.value, " ".join(spec.criteria), " ".join(spec.cis),
-                      spec.title)
+        table.add_row(
+            spec.id, spec.severity.value, " ".join(spec.criteria), " ".join(spec.cis), spec.title
+        )
     Console(highlight=False).print(table)
     return EXIT_CLEAN
 
@@ -94,19 +108,26 @@ def run_explain(arguments: argparse.Namespace) -> int:
         return EXIT_CLEAN
     console = Console(highlight=False)
     console.print(f"[bold]{data['id']}[/bold] — {data['title']}", markup=True)
-    console.print(f"severity: {data['severity']}   scope: {data['scope']}   "
-                  f"frameworks: {', '.join(data['frameworks'])}", markup=False)
+    console.print(
+        f"severity: {data['severity']}   scope: {data['scope']}   "
+        f"frameworks: {', '.join(data['frameworks'])}",
+        markup=False,
+    )
     console.print(f"\n{data['description']}\n", markup=False)
     console.print("[bold]SOC 2 criteria[/bold]")
     for criterion, rationale in check.spec.criteria.items():
         console.print(f"  {criterion}: {rationale}", markup=False)
     references = data["references"]
     if references["cis"]:
-        console.print(f"CIS Kubernetes Benchmark v1.12: {', '.join(references['cis'])}",
-                      markup=False)
+        console.print(
+            f"CIS Kubernetes Benchmark v1.12: {', '.join(references['cis'])}", markup=False
+        )
     if references["pss"]:
-        console.print(f"Pod Security Standards: {references['pss']['control']} "
-                      f"({references['pss']['level']})", markup=False)
+        console.print(
+            f"Pod Security Standards: {references['pss']['control']} "
+            f"({references['pss']['level']})",
+            markup=False,
+        )
     for nsa in references["nsa"]:
         console.print(nsa, markup=False)
     console.print(f"\n[bold]Remediation[/bold]\n  {data['remediation']}")

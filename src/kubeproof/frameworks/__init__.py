@@ -71,11 +71,18 @@ def _build(data: dict[str, Any]) -> Framework:
     groups = []
     for entry in data["groups"]:
         members = tuple(
-            c for c in catalogue() if _selected(c.spec, select)
-            and entry["id"] in _keys(c.spec, group_by)
+            c
+            for c in catalogue()
+            if _selected(c.spec, select) and entry["id"] in _keys(c.spec, group_by)
         )
-        groups.append(Group(str(entry["id"]), entry["title"],
-                            " ".join(str(entry.get("description", "")).split()), members))
+        groups.append(
+            Group(
+                str(entry["id"]),
+                entry["title"],
+                " ".join(str(entry.get("description", "")).split()),
+                members,
+            )
+        )
     return Framework(
         id=data["id"],
         title=data["title"],

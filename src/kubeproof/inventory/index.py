@@ -43,7 +43,8 @@ class Coverage:
                 if not self.complete_by_default:
                     reasons.append(f"{kind} not read")
             elif not entry.complete:
-                reasons.append(f"{kind} {entry.state}" + (f" ({entry.detail})" if entry.detail else ""))
+                detail = f" ({entry.detail})" if entry.detail else ""
+                reasons.append(f"{kind} {entry.state}{detail}")
         return "; ".join(reasons) or None
 
 
@@ -53,6 +54,7 @@ class Inventory:
         self._by_kind: dict[str, list[K8sObject]] = defaultdict(list)
         self._by_kind_namespace: dict[tuple[str, str | None], list[K8sObject]] = defaultdict(list)
         self._workloads: list[Workload] | None = None
+        self._workloads_by_namespace: dict[str, list[Workload]] = {}
         for obj in objects:
             self.add(obj)
 
@@ -98,7 +100,14 @@ class Inventory:
         fold into that owner (Pod -> ReplicaSet -> Deployment, Job -> CronJob)."""
         if self._workloads is None:
             self._workloads = self._resolve_workloads()
+            self._workloads_by_namespace = defaultdict(list)
+            for workload in self._workloads:
+                self._workloads_by_namespace[workload.namespace].append(workload)
         return self._workloads
+
+    def workloads_in(self, namespace: str) -> list[Workload]:
+        self.workloads  # noqa: B018 - resolves and indexes the workloads when needed
+        return self._workloads_by_namespace.get(namespace, [])
 
     def _resolve_workloads(self) -> list[Workload]:
         by_uid = {obj.uid: obj for obj in self if obj.uid}

@@ -4,24 +4,82 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeproof.inventory.objects import as_dict, as_list
+from kubeproof.inventory.objects import as_list
 
 
 def selector_matches(selector: Any, labels: dict[str, str]) -> bool:
-    """Whether a LabelSelector selects these labels. An empty selector selects everything.
+    """Whether a LabelSelector selects these labels. An empty selector selects everything
+    (true of NetworkPolicies and policy/v1 budgets; Services use `map_selector_matches`).
 
-    A malformed selector selects nothing: reading more into it than it says would make a
-    policy look broader (or narrower) than the API server would treat it.
+    A malformed selector selects nothing: the API server would have rejected it, and reading
+    more into it than it says would make a policy look broader than it is.
     """
     if not isinstance(selector, dict):
         return False
-    for key, value in as_dict(selector.get("matchLabels")).items():
-        if labels.get(key) != value:
+    match_labels = selector.get("matchLabels")
+    expressions = selector.get("matchExpressions")
+    if match_labels is not None:
+        if not isinstance(match_labels, dict):
             return False
-    for expression in as_list(selector.get("matchExpressions")):
-        if not isinstance(expression, dict) or not _expression_matches(expression, labels):
+        for key, value in match_labels.items():
+            if labels.get(key) != value:
+                return False
+    if expressions is not None:
+        if not isinstance(expressions, list):
             return False
+        for expression in expressions:
+            if _expression_problem(expression) or not _expression_matches(expression, labels):
+                return False
     return True
+
+
+_SET_OPERATORS = frozenset({"In", "NotIn"})
+_EXISTS_OPERATORS = frozenset({"Exists", "DoesNotExist"})
+
+
+def label_selector_problem(selector: Any, field: str) -> str | None:
+    """Why the API server would reject this LabelSelector, or None when it is well formed.
+
+    `None` (a missing selector) is well formed here; callers decide what a missing one means.
+    """
+    if selector is None:
+        return None
+    if not isinstance(selector, dict):
+        return f"{field} is not a mapping"
+    match_labels = selector.get("matchLabels")
+    if match_labels is not None:
+        if not isinstance(match_labels, dict):
+            return f"{field}.matchLabels is not a mapping"
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in match_labels.items()):
+            return f"{field}.matchLabels has a value that is not a string"
+    expressions = selector.get("matchExpressions")
+    if expressions is None:
+        return None
+    if not isinstance(expressions, list):
+        return f"{field}.matchExpressions is not a list"
+    for index, expression in enumerate(expressions):
+        problem = _expression_problem(expression)
+        if problem is not None:
+            return f"{field}.matchExpressions[{index}] {problem}"
+    return None
+
+
+def _expression_problem(expression: Any) -> str | None:
+    if not isinstance(expression, dict):
+        return "is not a mapping"
+    if not isinstance(expression.get("key"), str):
+        return "has no key"
+    operator = expression.get("operator")
+    values = expression.get("values")
+    if values is not None and not (
+        isinstance(values, list) and all(isinstance(v, str) for v in values)
+    ):
+        return "has values that are not a list of strings"
+    if operator in _SET_OPERATORS:
+        return None if values else f"uses {operator} without values"
+    if operator in _EXISTS_OPERATORS:
+        return f"uses {operator} with values" if values else None
+    return f"has an unknown operator {operator!r}"
 
 
 def _expression_matches(expression: dict[str, Any], labels: dict[str, str]) -> bool:

@@ -6,14 +6,18 @@ from kubeproof.reports.interface import Renderer
 
 
 def renderers() -> dict[str, type[Renderer]]:
-    from kubeproof.reports import csv, json, junit, sarif, table
+    from kubeproof.reports.csv import CsvRenderer
+    from kubeproof.reports.json import JsonRenderer
+    from kubeproof.reports.junit import JunitRenderer
+    from kubeproof.reports.sarif import SarifRenderer
+    from kubeproof.reports.table import TableRenderer
 
     return {
-        "table": table.TableRenderer,
-        "json": json.JsonRenderer,
-        "sarif": sarif.SarifRenderer,
-        "junit": junit.JunitRenderer,
-        "csv": csv.CsvRenderer,
+        "table": TableRenderer,
+        "json": JsonRenderer,
+        "sarif": SarifRenderer,
+        "junit": JunitRenderer,
+        "csv": CsvRenderer,
     }
 
 

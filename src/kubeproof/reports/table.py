@@ -40,8 +40,13 @@ class TableRenderer(Renderer):
 
     def render(self, report: ScanReport) -> str:
         buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=self.color, no_color=not self.color,
-                          width=self.width, highlight=False)
+        console = Console(
+            file=buffer,
+            force_terminal=self.color,
+            no_color=not self.color,
+            width=self.width,
+            highlight=False,
+        )
         console.print(_heading(report))
         console.print(_summary_table(report))
         _print_failures(console, report)
@@ -55,16 +60,21 @@ def _heading(report: ScanReport) -> Text:
     text = Text()
     text.append(f"kubeproof {report.tool_version}", style="bold")
     text.append(f" · {report.framework.title}\n")
-    text.append(f"{report.objects} objects from {report.files} file(s) · {len(report.results)} "
-                "results: ")
+    text.append(
+        f"{report.objects} objects from {report.files} file(s) · {len(report.results)} results: "
+    )
     for status in Status:
         text.append(f"{totals.get(status, 0)} {status.value}  ")
     return text
 
 
 def _summary_table(report: ScanReport) -> Table:
-    table = Table(title="Summary by " + _group_noun(report), title_justify="left",
-                  show_lines=False, expand=False)
+    table = Table(
+        title="Summary by " + _group_noun(report),
+        title_justify="left",
+        show_lines=False,
+        expand=False,
+    )
     table.add_column("id", no_wrap=True)
     table.add_column("title")
     table.add_column("verdict", no_wrap=True)
@@ -96,8 +106,11 @@ def _print_failures(console: Console, report: ScanReport) -> None:
         if not rows:
             continue
         rows.sort(key=lambda r: (-r.check.severity.rank, r.check.id, str(r.subject)))
-        table = Table(title=f"{group.id} · {group.title}: {len(rows)} failing",
-                      title_justify="left", expand=True)
+        table = Table(
+            title=f"{group.id} · {group.title}: {len(rows)} failing",
+            title_justify="left",
+            expand=True,
+        )
         table.add_column("severity", no_wrap=True)
         table.add_column("check", no_wrap=True)
         table.add_column("subject")
@@ -110,12 +123,19 @@ def _print_failures(console: Console, report: ScanReport) -> None:
                 where = result.location.file + (
                     f":{result.location.line}" if result.location.line else ""
                 )
-            table.add_row(Text(severity.value, style=SEVERITY_STYLE[severity]), result.check.id,
-                          str(result.subject), result.message, where)
+            table.add_row(
+                Text(severity.value, style=SEVERITY_STYLE[severity]),
+                result.check.id,
+                str(result.subject),
+                result.message,
+                where,
+            )
         console.print(table)
         if len(rows) > MAX_ROWS_PER_GROUP:
-            console.print(f"  … and {len(rows) - MAX_ROWS_PER_GROUP} more; "
-                          "--format json or csv lists every result.")
+            console.print(
+                f"  … and {len(rows) - MAX_ROWS_PER_GROUP} more; "
+                "--format json or csv lists every result."
+            )
 
 
 def _print_gaps(console: Console, report: ScanReport) -> None:
@@ -125,16 +145,20 @@ def _print_gaps(console: Console, report: ScanReport) -> None:
     reasons: dict[str, int] = defaultdict(int)
     for result in gaps:
         reasons[f"{result.check.id}: {result.reason}"] += 1
-    console.print(Text(f"Not evaluated ({len(gaps)} results): evidence is incomplete",
-                       style="yellow bold"))
+    console.print(
+        Text(f"Not evaluated ({len(gaps)} results): evidence is incomplete", style="yellow bold")
+    )
     for reason, count in sorted(reasons.items())[:MAX_ROWS_PER_GROUP]:
-        console.print(f"  {count} × {reason}")
+        console.print(f"  {count} x {reason}")
 
 
 def _print_errors(console: Console, report: ScanReport) -> None:
     if not report.errors:
         return
-    console.print(Text(f"Input errors ({len(report.errors)}): these inputs were not scanned",
-                       style="red bold"))
+    console.print(
+        Text(
+            f"Input errors ({len(report.errors)}): these inputs were not scanned", style="red bold"
+        )
+    )
     for error in report.errors:
         console.print(f"  {error}", markup=False)

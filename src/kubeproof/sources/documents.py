@@ -94,11 +94,16 @@ def _content(chunk: str, line: int) -> Iterator[tuple[str, int, int]]:
 
 def _parse_one(chunk: str, chunk_line: int, line: int, source: str) -> Document | InputError:
     if len(chunk) > MAX_DOCUMENT_BYTES:
-        return InputError(source, f"document larger than {MAX_DOCUMENT_BYTES // 2**20} MiB "
-                          "(Kubernetes objects are at most 1.5 MiB); skipped", line)
+        return InputError(
+            source,
+            f"document larger than {MAX_DOCUMENT_BYTES // 2**20} MiB "
+            "(Kubernetes objects are at most 1.5 MiB); skipped",
+            line,
+        )
     if _may_nest_deeply(chunk) and (depth := _depth(chunk)) > MAX_DEPTH:
-        return InputError(source, f"document nests {depth} levels deep "
-                          f"(limit {MAX_DEPTH}); skipped", line)
+        return InputError(
+            source, f"document nests {depth} levels deep (limit {MAX_DEPTH}); skipped", line
+        )
     try:
         data = yaml.load(chunk, Loader=KubernetesLoader)
     except yaml.MarkedYAMLError as error:
@@ -108,8 +113,12 @@ def _parse_one(chunk: str, chunk_line: int, line: int, source: str) -> Document 
     except (yaml.YAMLError, ValueError, RecursionError) as error:
         return InputError(source, f"invalid YAML: {error}", line)
     if "*" in chunk and "&" in chunk and _expanded_size(data) > MAX_EXPANDED_NODES:
-        return InputError(source, "YAML aliases expand to more than "
-                          f"{MAX_EXPANDED_NODES:,} nodes (an alias bomb?); skipped", line)
+        return InputError(
+            source,
+            "YAML aliases expand to more than "
+            f"{MAX_EXPANDED_NODES:,} nodes (an alias bomb?); skipped",
+            line,
+        )
     return Document(data, line)
 
 

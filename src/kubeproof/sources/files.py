@@ -85,8 +85,13 @@ def _load_file(loaded: Loaded, path: Path) -> None:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            loaded.errors.append(InputError(source, f"file is {size / 2**20:.0f} MiB, over the "
-                                            f"{MAX_FILE_BYTES // 2**20} MiB limit; skipped"))
+            loaded.errors.append(
+                InputError(
+                    source,
+                    f"file is {size / 2**20:.0f} MiB, over the "
+                    f"{MAX_FILE_BYTES // 2**20} MiB limit; skipped",
+                )
+            )
             return
         data = path.read_bytes()
     except OSError as error:
@@ -131,20 +136,31 @@ def objects_in(data: Any, location: Location) -> Iterator[K8sObject | InputError
     if data is None:
         return  # an empty document
     if not isinstance(data, dict):
-        yield InputError(location.file, f"document is a {_type_name(data)}, "
-                         "not a Kubernetes object; skipped", location.line)
+        yield InputError(
+            location.file,
+            f"document is a {_type_name(data)}, not a Kubernetes object; skipped",
+            location.line,
+        )
         return
     kind, api_version = data.get("kind"), data.get("apiVersion")
     if not isinstance(kind, str) or not kind or not isinstance(api_version, str):
-        yield InputError(location.file, "document has no kind or apiVersion; skipped",
-                         location.line)
+        yield InputError(
+            location.file, "document has no kind or apiVersion; skipped", location.line
+        )
         return
     if kind == "List" or (kind.endswith("List") and isinstance(data.get("items"), list)):
         for index, item in enumerate(data.get("items") or []):
-            yield from objects_in(item, location) if isinstance(item, dict) else [
-                InputError(location.file, f"{kind} item {index} is a {_type_name(item)}, "
-                           "not an object; skipped", location.line)
-            ]
+            yield from (
+                objects_in(item, location)
+                if isinstance(item, dict)
+                else [
+                    InputError(
+                        location.file,
+                        f"{kind} item {index} is a {_type_name(item)}, not an object; skipped",
+                        location.line,
+                    )
+                ]
+            )
         return
     yield K8sObject.from_raw(data, location)
 
@@ -155,9 +171,7 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _add_rendered(
-    loaded: Loaded, origin: Path, rendered: str | InputError, *, helm: bool
-) -> None:
+def _add_rendered(loaded: Loaded, origin: Path, rendered: str | InputError, *, helm: bool) -> None:
     """Objects rendered by helm or kustomize, located at the template they came from."""
     loaded.files += 1
     if isinstance(rendered, InputError):

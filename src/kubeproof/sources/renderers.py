@@ -30,9 +30,7 @@ def is_packaged_chart(path: Path) -> bool:
         return False
     try:
         with tarfile.open(path) as archive:
-            return any(
-                m.name.count("/") == 1 and m.name.endswith("/Chart.yaml") for m in archive
-            )
+            return any(m.name.count("/") == 1 and m.name.endswith("/Chart.yaml") for m in archive)
     except (tarfile.TarError, OSError, EOFError):
         return False
 
@@ -57,12 +55,17 @@ def kustomize_build(directory: Path) -> str | InputError:
 def _run(tool: str, arguments: list[str], source: Path, what: str) -> str | InputError:
     executable = shutil.which(tool)
     if executable is None:
-        return InputError(str(source), f"{what}: rendering it needs `{tool}` on PATH, "
-                          "which was not found; skipped")
+        return InputError(
+            str(source),
+            f"{what}: rendering it needs `{tool}` on PATH, which was not found; skipped",
+        )
     try:
         completed = subprocess.run(
-            [executable, *arguments], capture_output=True, text=True,
-            timeout=RENDER_TIMEOUT_SECONDS, check=False,
+            [executable, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=RENDER_TIMEOUT_SECONDS,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return InputError(str(source), f"{tool} did not finish in {RENDER_TIMEOUT_SECONDS} s")

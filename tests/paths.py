@@ -1,3 +1,5 @@
+"""Where the repository and the shared reference data are, for tests that read them."""
+
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
