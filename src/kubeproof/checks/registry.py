@@ -20,7 +20,16 @@ import yaml
 from kubeproof.model import CheckSpec, PssRef, Severity
 
 # The check modules, in catalogue order; each has a YAML file of the same name.
-CHECK_MODULES = ("pss", "workload", "secrets", "exposure", "network", "rbac", "availability")
+CHECK_MODULES = (
+    "pss",
+    "admission",
+    "workload",
+    "secrets",
+    "exposure",
+    "network",
+    "rbac",
+    "availability",
+)
 
 SCOPES = frozenset({"container", "workload", "object", "namespace", "cluster"})
 CRITERIA = frozenset(

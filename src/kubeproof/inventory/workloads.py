@@ -56,6 +56,12 @@ class Workload:
     containers: list[Container]
     pod_count: int | None = None  # running pods it owns, when read from a cluster
     extra: dict[str, Any] = field(default_factory=dict)
+    # Read once: many checks match the pod labels against selectors.
+    pod_labels: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        labels = as_dict(self.pod_metadata.get("labels"))
+        self.pod_labels = {k: v for k, v in labels.items() if isinstance(v, str)}
 
     @property
     def subject(self) -> Subject:
@@ -64,11 +70,6 @@ class Workload:
     @property
     def namespace(self) -> str:
         return self.obj.namespace or "default"
-
-    @property
-    def pod_labels(self) -> dict[str, str]:
-        labels = as_dict(self.pod_metadata.get("labels"))
-        return {k: v for k, v in labels.items() if isinstance(v, str)}
 
     @property
     def pod_annotations(self) -> dict[str, str]:
