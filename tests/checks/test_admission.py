@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from checks.helpers import run, statuses
 
 CHECK = "admission.namespace-pod-security-enforced"
