@@ -51,11 +51,11 @@ def test_helm_chart_directory_with_values_and_set(
     tmp_path: Path, tools_on_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", f"{tools_on_path}{os.pathsep}{os.environ['PATH']}")
-    chart = write_tree(tmp_path / "web", CHART)
+    chart = write_tree(tmp_path / "charts" / "web", CHART)
     values = tmp_path / "prod.yaml"
     values.write_text("replicas: 3\n")
     loaded = load_paths(
-        [str(tmp_path)],
+        [str(tmp_path / "charts")],
         RenderOptions(values=[str(values)], set_values=["privileged=true"], release="shop"),
     )
     assert loaded.errors == []
