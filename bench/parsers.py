@@ -2,8 +2,9 @@
 """Measure YAML (and JSON) parsers on a directory of Kubernetes manifests.
 
 Usage:
-    python bench/generate_manifests.py --resources 13000 --out /tmp/k8s13k
-    python bench/parsers.py --dir /tmp/k8s13k [--repeat 3] [--only NAME,...] [--json OUT]
+    python bench/generate_manifests.py --resources 13000 --out out/k8s13k
+    python bench/parsers.py --dir out/k8s13k [--repeat 3] [--only NAME,...] [--json FILE]
+    python bench/parsers.py --from-json FILE        # print the tables of a saved run
 
 Every candidate runs in its own subprocess (clean peak RSS, and a crash or an
 abort in a C/Rust extension cannot take the run down). For each one it reports:
@@ -11,18 +12,20 @@ abort in a C/Rust extension cannot take the run down). For each one it reports:
 * stream: parse each file's whole text as one multi-document stream
 * split:  split each file on lines matching ``^(---|\\.\\.\\.)(\\s|$)`` (recording
   each document's start line) and parse every document on its own
-* MB/s and docs/s (best of --repeat), peak RSS while retaining every parsed
-  document, and whether the result equals the reference (PyYAML C loader with
-  Kubernetes-like scalars) document for document
-* quirks: what it makes of ``on``, ``y``, ``0777``, ``0o17``, ``1e3``, ``12:30``,
-  ``~``, ``2024-01-01``, a merge key and a duplicate key
+* CPU seconds (best of --repeat, garbage collector off), MB/s and docs/s; one
+  pass keeping every document with the collector on; peak RSS; and whether the
+  documents equal the reference (PyYAML C loader with go-yaml v2 scalars), file
+  by file
+* scalars: what it makes of ``on``, ``y``, ``NO``, ``0777``, ``0o17``, ``0b101``,
+  ``1_000``, ``1e3``, ``12:30``, ``~``, ``2024-01-01``, ``!!str 0777``, a merge
+  key and a duplicate key, next to what go-yaml v2 (Kubernetes) makes of them
 * a 9-level "billion laughs" document, run under a 2 GiB address-space limit and
-  a timeout: rejected, loaded as a shared graph, or killed
+  a 30 s timeout: rejected, loaded as a shared graph, or killed
 * json vs orjson on the JSON files, and on the whole corpus re-encoded as JSON
 
 Candidates that are not installed are listed as such. Install the field with:
-    pip install pyyaml orjson rapidyaml yaml-rs ruamel.yaml ruamel.yaml.clib \\
-        ryaml pyyaml-rs oryaml py-yaml12 pyrs-yaml rustyyaml xoryaml \\
+    pip install pyyaml orjson rapidyaml yaml-rs ruamel.yaml ruamel.yaml.clib \
+        ryaml pyyaml-rs oryaml py-yaml12 pyrs-yaml rustyyaml xoryaml \
         rs-turboyaml fastyaml-rs yamlstar && pip install --pre libfyaml
 """
 
@@ -384,11 +387,15 @@ def check_node_expansion(node: Any, limit: int = 100_000) -> None:
     import yaml
 
     memo: dict[int, int] = {}
+    entered: set[int] = set()
 
     def size(n: Any) -> int:
         k = id(n)
         if k in memo:
             return memo[k]
+        if k in entered:
+            raise AliasBomb("document contains itself (recursive alias)")
+        entered.add(k)
         if isinstance(n, yaml.MappingNode):
             total = 1 + sum(size(a) + size(b) for a, b in n.value)
         elif isinstance(n, yaml.SequenceNode):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kubeproof.sources import pyyaml_loader
 from kubeproof.sources.documents import Document, InputError, parse_documents
+from paths import ROOT
 
 
 def parse(text: str) -> list[Document | InputError]:
@@ -128,3 +134,50 @@ def test_round_trips_generated_documents(values: list[object]) -> None:
     assert [d.data for d in parsed if isinstance(d, Document)] == [
         v for v in values if v is not None
     ] or len(parsed) == len(values)
+
+
+def test_go_yaml_scalar_rules_on_both_parsers() -> None:
+    text = "a: y\nb: 0644\nc: 0o17\nd: 1e3\ne: 12:30\nf: 2024-01-01\ng: off\nh: 0x1F\n"
+    expected = {
+        "a": True,
+        "b": 420,
+        "c": 15,
+        "d": 1000.0,
+        "e": "12:30",
+        "f": "2024-01-01",
+        "g": False,
+        "h": 31,
+    }
+    (fast,) = parse(text)
+    assert isinstance(fast, Document) and fast.data == expected
+    assert pyyaml_loader.load(text) == expected
+
+
+def test_documents_with_aliases_take_the_bomb_proof_path() -> None:
+    (document,) = parse("base: &b {cpu: 1}\nmerged:\n  <<: *b\n  memory: 2\n")
+    assert isinstance(document, Document)
+    assert document.data == {"base": {"cpu": 1}, "merged": {"cpu": 1, "memory": 2}}
+
+
+def test_duplicate_keys_are_an_error() -> None:
+    (error,) = parse("a: 1\nb: 2\na: 3\n")
+    assert isinstance(error, InputError)
+
+
+def test_fast_parser_matches_pyyaml_on_generated_manifests(tmp_path: Path) -> None:
+    """The fast parser is only trusted because it agrees with the reference, document for
+    document, on realistic manifests (file modes in octal included)."""
+    generator = ROOT / "bench" / "generate_manifests.py"
+    subprocess.run(
+        [sys.executable, str(generator), "--resources", "400", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    compared = 0
+    for path in sorted(tmp_path.rglob("*.yaml")):
+        text = path.read_text()
+        fast = [d.data for d in parse_documents(text, str(path)) if isinstance(d, Document)]
+        reference = [d for d in yaml.load_all(text, Loader=pyyaml_loader.KubernetesLoader) if d]
+        assert fast == reference, path
+        compared += len(fast)
+    assert compared > 250

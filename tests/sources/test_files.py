@@ -43,11 +43,12 @@ def test_list_kinds_are_expanded(tmp_path: Path) -> None:
     write(
         tmp_path / "list.yaml",
         "apiVersion: v1\nkind: List\nitems:\n"
-        "- {apiVersion: v1, kind: Pod, metadata: {name: x}}\n"
-        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: y, namespace: n}}\n- 3\n",
+        "- {apiVersion: v1, kind: Pod, metadata: {name: pod}}\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: settings, namespace: team}}\n"
+        "- 3\n",
     )
     loaded = load_paths([str(tmp_path / "list.yaml")])
-    assert sorted(o.name for o in loaded.objects) == ["x", "y"]
+    assert sorted(o.name for o in loaded.objects) == ["pod", "settings"]
     assert len(loaded.errors) == 1 and "item 2" in loaded.errors[0].message
 
 
