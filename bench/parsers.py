@@ -95,6 +95,7 @@ def _blank(chunk: str) -> bool:
 # Kubernetes-like scalar resolution for PyYAML (sigs.k8s.io/yaml = go-yaml v2)
 # ---------------------------------------------------------------------------
 
+
 def k8s_pyyaml_loader(base: type) -> type:
     """A PyYAML loader class whose implicit scalars follow go-yaml v2 as
     Kubernetes uses it: timestamps stay strings, YAML 1.1 bools incl. y/n,
@@ -107,22 +108,29 @@ def k8s_pyyaml_loader(base: type) -> type:
     K8sLoader.yaml_implicit_resolvers = {}
     K8sLoader.add_implicit_resolver(
         "tag:yaml.org,2002:bool",
-        re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
-                   r"|on|On|ON|off|Off|OFF)$"),
-        list("yYnNtTfFoO"))
+        re.compile(
+            r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
+            r"|on|On|ON|off|Off|OFF)$"
+        ),
+        list("yYnNtTfFoO"),
+    )
     K8sLoader.add_implicit_resolver(
         "tag:yaml.org,2002:int",
         re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|0[0-7_]*|[1-9][0-9_]*)$"),
-        list("-+0123456789"))
+        list("-+0123456789"),
+    )
     K8sLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
-        re.compile(r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
-                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-        list("-+.0123456789"))
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        list("-+.0123456789"),
+    )
     K8sLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
-    K8sLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+        "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+    )
+    K8sLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
 
     def construct_int(self: Any, node: Any) -> int:
         v = str(self.construct_scalar(node)).replace("_", "")
@@ -156,11 +164,12 @@ def k8s_pyyaml_loader(base: type) -> type:
 # Candidates
 # ---------------------------------------------------------------------------
 
+
 @dataclass
 class Candidate:
     name: str
-    dist: str        # PyPI distribution
-    module: str      # import name (for the version)
+    dist: str  # PyPI distribution
+    module: str  # import name (for the version)
     factory: Callable[[], tuple[Loader, Loader]]  # -> (load_all(stream), load_one(doc))
     note: str = ""
     slow: bool = False  # timed once only
@@ -220,8 +229,14 @@ def _ryml_walk() -> tuple[Loader, Loader]:
     null_re = re.compile(r"^(?:~|null|Null|NULL)$")
     int_re = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
     float_re = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
-    bools = {"true": True, "True": True, "TRUE": True, "false": False, "False": False,
-             "FALSE": False}
+    bools = {
+        "true": True,
+        "True": True,
+        "TRUE": True,
+        "false": False,
+        "False": False,
+        "FALSE": False,
+    }
 
     def scalar(tree: Any, n: int) -> Any:
         if tree.val_is_null(n):
@@ -336,7 +351,8 @@ def _pyrs(schema: str) -> tuple[Loader, Loader]:
     import pyrs_yaml
 
     return (lambda t: pyrs_yaml.safe_loads(t, schema=schema)), (
-        lambda t: pyrs_yaml.safe_load(t, schema=schema))
+        lambda t: pyrs_yaml.safe_load(t, schema=schema)
+    )
 
 
 def _yamlstar() -> tuple[Loader, Loader]:
@@ -350,9 +366,9 @@ def _strip_marker(t: str) -> str:
     """Drop a leading '---' marker line (for parsers that reject markers)."""
     if t.startswith("---"):
         nl = t.find("\n")
-        rest = t[3:nl if nl >= 0 else len(t)].strip()
+        rest = t[3 : nl if nl >= 0 else len(t)].strip()
         if not rest or rest.startswith("#"):
-            return t[nl + 1:] if nl >= 0 else ""
+            return t[nl + 1 :] if nl >= 0 else ""
     return t
 
 
@@ -367,7 +383,8 @@ def _turbo() -> tuple[Loader, Loader]:
     import turboyaml
 
     return _no_stream("turboyaml"), (
-        lambda t: turboyaml.load(_strip_marker(t), yaml_1_1_bools=True))
+        lambda t: turboyaml.load(_strip_marker(t), yaml_1_1_bools=True)
+    )
 
 
 def _oryaml() -> tuple[Loader, Loader]:
@@ -449,7 +466,8 @@ K8S_RISKY = re.compile(
     r"|[-+]?0[0-7_]+|[-+]?0[bB][01_]+|[-+]?0[xXoO][0-9a-fA-F_]*_[0-9a-fA-F_]*"
     r"|[-+]?[0-9.][0-9_.]*_[0-9_.eE+-]*)"
     r"(?=[ \t\r]*(?:$|[,\]}#]|:(?:\s|$)))",
-    re.M)
+    re.M,
+)
 
 
 def _hybrid() -> tuple[Loader, Loader]:
@@ -509,65 +527,176 @@ def _pyyaml_nots() -> tuple[Loader, Loader]:
 
     NoTimestamp.yaml_implicit_resolvers = {
         k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
-        for k, v in yaml.CSafeLoader.yaml_implicit_resolvers.items()}
+        for k, v in yaml.CSafeLoader.yaml_implicit_resolvers.items()
+    }
     return (lambda t: list(yaml.load_all(t, Loader=NoTimestamp))), (
-        lambda t: yaml.load(t, Loader=NoTimestamp))
+        lambda t: yaml.load(t, Loader=NoTimestamp)
+    )
 
 
-CANDIDATES: dict[str, Candidate] = {c.name: c for c in [
-    Candidate("pyyaml-c", "PyYAML", "yaml", lambda: _pyyaml("c"),
-              "yaml.CSafeLoader (libyaml), YAML 1.1"),
-    Candidate("pyyaml-c-k8s", "PyYAML", "yaml", lambda: _pyyaml("k8s"),
-              "CSafeLoader + go-yaml-v2 resolvers (reference)"),
-    Candidate("pyyaml-c-nots", "PyYAML", "yaml", _pyyaml_nots,
-              "CSafeLoader minus the timestamp resolver only"),
-    Candidate("pyyaml-c-marks", "PyYAML", "yaml", _pyyaml_marks,
-              "CSafeLoader via compose API: node.start_mark per document"),
-    Candidate("pyyaml-c-guarded", "PyYAML", "yaml", _pyyaml_guarded,
-              "CSafeLoader + K8s resolvers + compose API (lines) + alias-expansion check"),
-    Candidate("fastyaml-rs+k8s", "fastyaml-rs", "fast_yaml", _hybrid,
-              "fastyaml-rs; docs with 1.1-only tokens re-parsed by CSafeLoader+K8s"),
-    Candidate("pyyaml-py", "PyYAML", "yaml", lambda: _pyyaml("py"), "pure-Python SafeLoader",
-              slow=True),
-    Candidate("ruamel-c", "ruamel.yaml", "ruamel.yaml", lambda: _ruamel(False),
-              "YAML(typ='safe') with ruamel.yaml.clib CParser, YAML 1.2", slow=True),
-    Candidate("ruamel-pure", "ruamel.yaml", "ruamel.yaml", lambda: _ruamel(True),
-              "YAML(typ='safe', pure=True)", slow=True),
-    Candidate("rapidyaml-walk", "rapidyaml", "ryml", _ryml_walk,
-              "ryml tree walked from Python (SWIG calls per node)"),
-    Candidate("rapidyaml-json", "rapidyaml", "ryml", _ryml_json,
-              "ryml parse + emit_json + orjson.loads"),
-    Candidate("yaml-rs", "yaml-rs", "yaml_rs", _yaml_rs, "yaml_rs.loads(parse_datetime=False)"),
-    Candidate("fastyaml-rs", "fastyaml-rs", "fast_yaml",
-              _simple("fast_yaml", "safe_load_all", "safe_load"), "fast_yaml.safe_load_all"),
-    Candidate("ryaml", "ryaml", "ryaml", _simple("ryaml", "loads_all", "loads"),
-              "ryaml.loads_all"),
-    Candidate("pyyaml-rs", "pyyaml-rs", "pyyaml_rs",
-              _simple("pyyaml_rs", "safe_load_all", "safe_load"), "pyyaml_rs.safe_load_all"),
-    Candidate("xoryaml", "xoryaml", "xoryaml", _simple("xoryaml", "loads_all", "loads"),
-              "xoryaml.loads_all (yaml-rust2)"),
-    Candidate("rustyyaml", "rustyyaml", "rustyyaml",
-              _simple("rustyyaml", "load_all", "safe_load"), "rustyyaml.load_all"),
-    Candidate("py-yaml12", "py-yaml12", "yaml12", _yaml12, "yaml12.parse_yaml(multi=True)"),
-    Candidate("pyrs-yaml", "pyrs-yaml", "pyrs_yaml", lambda: _pyrs("core"),
-              "pyrs_yaml.safe_loads(schema='core')"),
-    Candidate("pyrs-yaml-1.1", "pyrs-yaml", "pyrs_yaml", lambda: _pyrs("yaml1.1"),
-              "pyrs_yaml.safe_loads(schema='yaml1.1')"),
-    Candidate("pyrs-yaml-1.1+guard", "pyrs-yaml", "pyrs_yaml", _pyrs_guarded,
-              "schema='yaml1.1'; text with an alias token goes to pyyaml-c-guarded"),
-    Candidate("libfyaml", "libfyaml", "libfyaml", lambda: _libfyaml("yaml"),
-              "libfyaml.loads_all(...).to_python()"),
-    Candidate("libfyaml-1.1", "libfyaml", "libfyaml", lambda: _libfyaml("yaml1.1"),
-              "libfyaml.loads_all(mode='yaml1.1')"),
-    Candidate("oryaml", "oryaml", "oryaml", _oryaml, "oryaml.loads"),
-    Candidate("turboyaml", "rs-turboyaml", "turboyaml", _turbo,
-              "turboyaml.load(yaml_1_1_bools=True)"),
-    Candidate("yamlstar", "yamlstar", "yamlstar", _yamlstar, "YAMLStar().load_all", slow=True),
-]}
+CANDIDATES: dict[str, Candidate] = {
+    c.name: c
+    for c in [
+        Candidate(
+            "pyyaml-c",
+            "PyYAML",
+            "yaml",
+            lambda: _pyyaml("c"),
+            "yaml.CSafeLoader (libyaml), YAML 1.1",
+        ),
+        Candidate(
+            "pyyaml-c-k8s",
+            "PyYAML",
+            "yaml",
+            lambda: _pyyaml("k8s"),
+            "CSafeLoader + go-yaml-v2 resolvers (reference)",
+        ),
+        Candidate(
+            "pyyaml-c-nots",
+            "PyYAML",
+            "yaml",
+            _pyyaml_nots,
+            "CSafeLoader minus the timestamp resolver only",
+        ),
+        Candidate(
+            "pyyaml-c-marks",
+            "PyYAML",
+            "yaml",
+            _pyyaml_marks,
+            "CSafeLoader via compose API: node.start_mark per document",
+        ),
+        Candidate(
+            "pyyaml-c-guarded",
+            "PyYAML",
+            "yaml",
+            _pyyaml_guarded,
+            "CSafeLoader + K8s resolvers + compose API (lines) + alias-expansion check",
+        ),
+        Candidate(
+            "fastyaml-rs+k8s",
+            "fastyaml-rs",
+            "fast_yaml",
+            _hybrid,
+            "fastyaml-rs; docs with 1.1-only tokens re-parsed by CSafeLoader+K8s",
+        ),
+        Candidate(
+            "pyyaml-py",
+            "PyYAML",
+            "yaml",
+            lambda: _pyyaml("py"),
+            "pure-Python SafeLoader",
+            slow=True,
+        ),
+        Candidate(
+            "ruamel-c",
+            "ruamel.yaml",
+            "ruamel.yaml",
+            lambda: _ruamel(False),
+            "YAML(typ='safe') with ruamel.yaml.clib CParser, YAML 1.2",
+            slow=True,
+        ),
+        Candidate(
+            "ruamel-pure",
+            "ruamel.yaml",
+            "ruamel.yaml",
+            lambda: _ruamel(True),
+            "YAML(typ='safe', pure=True)",
+            slow=True,
+        ),
+        Candidate(
+            "rapidyaml-walk",
+            "rapidyaml",
+            "ryml",
+            _ryml_walk,
+            "ryml tree walked from Python (SWIG calls per node)",
+        ),
+        Candidate(
+            "rapidyaml-json",
+            "rapidyaml",
+            "ryml",
+            _ryml_json,
+            "ryml parse + emit_json + orjson.loads",
+        ),
+        Candidate("yaml-rs", "yaml-rs", "yaml_rs", _yaml_rs, "yaml_rs.loads(parse_datetime=False)"),
+        Candidate(
+            "fastyaml-rs",
+            "fastyaml-rs",
+            "fast_yaml",
+            _simple("fast_yaml", "safe_load_all", "safe_load"),
+            "fast_yaml.safe_load_all",
+        ),
+        Candidate(
+            "ryaml", "ryaml", "ryaml", _simple("ryaml", "loads_all", "loads"), "ryaml.loads_all"
+        ),
+        Candidate(
+            "pyyaml-rs",
+            "pyyaml-rs",
+            "pyyaml_rs",
+            _simple("pyyaml_rs", "safe_load_all", "safe_load"),
+            "pyyaml_rs.safe_load_all",
+        ),
+        Candidate(
+            "xoryaml",
+            "xoryaml",
+            "xoryaml",
+            _simple("xoryaml", "loads_all", "loads"),
+            "xoryaml.loads_all (yaml-rust2)",
+        ),
+        Candidate(
+            "rustyyaml",
+            "rustyyaml",
+            "rustyyaml",
+            _simple("rustyyaml", "load_all", "safe_load"),
+            "rustyyaml.load_all",
+        ),
+        Candidate("py-yaml12", "py-yaml12", "yaml12", _yaml12, "yaml12.parse_yaml(multi=True)"),
+        Candidate(
+            "pyrs-yaml",
+            "pyrs-yaml",
+            "pyrs_yaml",
+            lambda: _pyrs("core"),
+            "pyrs_yaml.safe_loads(schema='core')",
+        ),
+        Candidate(
+            "pyrs-yaml-1.1",
+            "pyrs-yaml",
+            "pyrs_yaml",
+            lambda: _pyrs("yaml1.1"),
+            "pyrs_yaml.safe_loads(schema='yaml1.1')",
+        ),
+        Candidate(
+            "pyrs-yaml-1.1+guard",
+            "pyrs-yaml",
+            "pyrs_yaml",
+            _pyrs_guarded,
+            "schema='yaml1.1'; text with an alias token goes to pyyaml-c-guarded",
+        ),
+        Candidate(
+            "libfyaml",
+            "libfyaml",
+            "libfyaml",
+            lambda: _libfyaml("yaml"),
+            "libfyaml.loads_all(...).to_python()",
+        ),
+        Candidate(
+            "libfyaml-1.1",
+            "libfyaml",
+            "libfyaml",
+            lambda: _libfyaml("yaml1.1"),
+            "libfyaml.loads_all(mode='yaml1.1')",
+        ),
+        Candidate("oryaml", "oryaml", "oryaml", _oryaml, "oryaml.loads"),
+        Candidate(
+            "turboyaml", "rs-turboyaml", "turboyaml", _turbo, "turboyaml.load(yaml_1_1_bools=True)"
+        ),
+        Candidate("yamlstar", "yamlstar", "yamlstar", _yamlstar, "YAMLStar().load_all", slow=True),
+    ]
+}
 
 # ---------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------
+
 
 def read_corpus(d: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     yaml_files, json_files = [], []
@@ -635,9 +764,20 @@ dupe: 2
 # What go-yaml v2 (sigs.k8s.io/yaml, so kubectl and the API server) makes of them.
 # A duplicate key is last-wins there (an error under strict decoding).
 GO_YAML_V2: dict[str, Any] = {
-    "on_": True, "y_": True, "no_": False, "octal": 511, "octal12": 15, "bin": 5,
-    "under": 1000, "sci": 1000.0, "sexa": "12:30", "tilde": None, "date": "2024-01-01",
-    "tagstr": "0777", "merged": {"cpu": "100m", "memory": "1Gi"}, "dupe": 2,
+    "on_": True,
+    "y_": True,
+    "no_": False,
+    "octal": 511,
+    "octal12": 15,
+    "bin": 5,
+    "under": 1000,
+    "sci": 1000.0,
+    "sexa": "12:30",
+    "tilde": None,
+    "date": "2024-01-01",
+    "tagstr": "0777",
+    "merged": {"cpu": "100m", "memory": "1Gi"},
+    "dupe": 2,
 }
 QUIRK_KEYS = list(GO_YAML_V2)
 
@@ -687,6 +827,7 @@ def task_bench(c: Candidate, d: Path, repeat: int) -> dict[str, Any]:
     gc.collect()
     res["rss_base_mib"] = rss_mib()
     for mode in ("stream", "split"):
+
         def fn(mode: str = mode) -> list[list[Any]]:
             if mode == "stream":
                 return parse_stream(load_all, yaml_files)
@@ -701,7 +842,9 @@ def task_bench(c: Candidate, d: Path, repeat: int) -> dict[str, Any]:
             res[mode] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
             continue
         r: dict[str, Any] = {
-            "docs": sum(len(x) for x in kept), "retained_wall_s": wall, "retained_cpu_s": cpu,
+            "docs": sum(len(x) for x in kept),
+            "retained_wall_s": wall,
+            "retained_cpu_s": cpu,
             "digests": {name: _digest(x) for (name, _), x in zip(yaml_files, kept, strict=True)},
         }
         if mode == "stream":
@@ -743,8 +886,11 @@ def task_quirks(c: Candidate) -> dict[str, Any]:
         except Exception as e2:
             return {"error": f"{type(e2).__name__}: {str(e2)[:160]}"}
     res["values"] = {k: repr(doc.get(k, "<missing>")) for k in QUIRK_KEYS}
-    res["match"] = [k for k in QUIRK_KEYS
-                    if _same(doc.get(k), GO_YAML_V2[k]) or (k == "dupe" and "dupe_error" in res)]
+    res["match"] = [
+        k
+        for k in QUIRK_KEYS
+        if _same(doc.get(k), GO_YAML_V2[k]) or (k == "dupe" and "dupe_error" in res)
+    ]
     return res
 
 
@@ -759,12 +905,21 @@ def task_bomb(c: Candidate) -> dict[str, Any]:
     except MemoryError:
         return {"outcome": "MemoryError", "s": time.perf_counter() - t0, "rss_mib": rss_mib()}
     except Exception as e:
-        return {"outcome": "rejected", "error": f"{type(e).__name__}: {str(e)[:200]}",
-                "s": time.perf_counter() - t0, "rss_mib": rss_mib()}
+        return {
+            "outcome": "rejected",
+            "error": f"{type(e).__name__}: {str(e)[:200]}",
+            "s": time.perf_counter() - t0,
+            "rss_mib": rss_mib(),
+        }
     s = time.perf_counter() - t0
     unique, expanded = _expanded_size(docs)
-    return {"outcome": "loaded", "s": s, "rss_mib": rss_mib(), "unique_containers": unique,
-            "expanded_nodes": expanded}
+    return {
+        "outcome": "loaded",
+        "s": s,
+        "rss_mib": rss_mib(),
+        "unique_containers": unique,
+        "expanded_nodes": expanded,
+    }
 
 
 def task_json(d: Path, repeat: int) -> dict[str, Any]:
@@ -815,9 +970,20 @@ def worker(args: argparse.Namespace) -> int:
 # Orchestrator
 # ---------------------------------------------------------------------------
 
+
 def run_worker(name: str, task: str, d: str, repeat: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", name, "--task", task, "--dir", d,
-           "--repeat", str(repeat)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--task",
+        task,
+        "--dir",
+        d,
+        "--repeat",
+        str(repeat),
+    ]
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -864,8 +1030,10 @@ def main() -> int:
 
     names = [n for n in args.only.split(",") if n] or list(CANDIDATES)
     results: dict[str, Any] = {}
-    machine = (f"CPython {sys.version.split()[0]}, {sys.platform}, {os.cpu_count()} CPUs, "
-               f"{os.path.basename(args.dir.rstrip('/'))}")
+    machine = (
+        f"CPython {sys.version.split()[0]}, {sys.platform}, {os.cpu_count()} CPUs, "
+        f"{os.path.basename(args.dir.rstrip('/'))}"
+    )
     print(machine, file=sys.stderr)
     for name in names:
         c = CANDIDATES[name]
@@ -876,7 +1044,9 @@ def main() -> int:
             continue
         print(f"  {name} {ver} ...", file=sys.stderr, flush=True)
         results[name] = {
-            "version": ver, "dist": c.dist, "note": c.note,
+            "version": ver,
+            "dist": c.dist,
+            "note": c.note,
             "bench": run_worker(name, "bench", args.dir, args.repeat, 3600),
             "quirks": run_worker(name, "quirks", args.dir, 1, 60),
             "bomb": run_worker(name, "bomb", args.dir, 1, 30),
@@ -884,8 +1054,9 @@ def main() -> int:
     json_res = run_worker("", "json", args.dir, args.repeat, 600)
     print_tables(results, json_res, machine)
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"machine": machine, "results": results, "json": json_res}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine, "results": results, "json": json_res}, indent=1)
+        )
     return 0
 
 
@@ -909,21 +1080,34 @@ def _mode_cells(b: dict[str, Any], mode: str, ref: dict[str, str] | None) -> lis
 def print_tables(results: dict[str, Any], json_res: dict[str, Any], machine: str) -> None:
     ref_b = results.get("pyyaml-c-k8s", {}).get("bench", {}).get("stream")
     ref = ref_b.get("digests") if isinstance(ref_b, dict) else None
-    any_b = next((r["bench"] for r in results.values()
-                  if r.get("version") and "split_only_cpu_s" in r.get("bench", {})
-                  and not r["bench"].get("sample")), None)
+    any_b = next(
+        (
+            r["bench"]
+            for r in results.values()
+            if r.get("version")
+            and "split_only_cpu_s" in r.get("bench", {})
+            and not r["bench"].get("sample")
+        ),
+        None,
+    )
     print(f"\n{machine}")
     if any_b:
-        print(f"corpus: {any_b['files']} YAML files, {any_b['bytes'] / 1e6:.1f} MB, "
-              f"{any_b['chunks']} chunks after splitting")
+        print(
+            f"corpus: {any_b['files']} YAML files, {any_b['bytes'] / 1e6:.1f} MB, "
+            f"{any_b['chunks']} chunks after splitting"
+        )
     print("\n## Throughput\n")
-    print("CPU seconds, best of --repeat with the garbage collector off; MB/s and docs/s from "
-          "those.\n`kept s`: one pass keeping every document with the collector on (wall "
-          "clock).\n`RSS`: peak RSS MiB after that pass (process baseline in brackets).\n"
-          "`vs ref`: documents equal to pyyaml-c-k8s (go-yaml v2 scalars), file by file.\n"
-          "`*`: timed on every 8th file.\n")
-    print("| parser | version | stream s | MB/s | docs/s | split s | MB/s | docs/s "
-          "| kept s | RSS | vs ref (stream / split) |")
+    print(
+        "CPU seconds, best of --repeat with the garbage collector off; MB/s and docs/s from "
+        "those.\n`kept s`: one pass keeping every document with the collector on (wall "
+        "clock).\n`RSS`: peak RSS MiB after that pass (process baseline in brackets).\n"
+        "`vs ref`: documents equal to pyyaml-c-k8s (go-yaml v2 scalars), file by file.\n"
+        "`*`: timed on every 8th file.\n"
+    )
+    print(
+        "| parser | version | stream s | MB/s | docs/s | split s | MB/s | docs/s "
+        "| kept s | RSS | vs ref (stream / split) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         if r.get("version") is None:
@@ -931,22 +1115,27 @@ def print_tables(results: dict[str, Any], json_res: dict[str, Any], machine: str
             continue
         b = r["bench"]
         if "bytes" not in b:
-            print(f"| {name} | {r['version']} | {b.get('outcome', '?')} |  |  |  |  |  |  |  "
-                  f"| {b.get('stderr', '')[:60]} |")
+            print(
+                f"| {name} | {r['version']} | {b.get('outcome', '?')} |  |  |  |  |  |  |  "
+                f"| {b.get('stderr', '')[:60]} |"
+            )
             continue
         st = _mode_cells(b, "stream", ref)
         sp = _mode_cells(b, "split", ref)
         sr = b.get("stream") if isinstance(b.get("stream"), dict) else {}
         kept = f"{sr['retained_wall_s']:.2f}" if "retained_wall_s" in sr else ""
-        rss = (f"{sr['rss_peak_mib']:.0f} ({b['rss_base_mib']:.0f})"
-               if "rss_peak_mib" in sr else "")
+        rss = f"{sr['rss_peak_mib']:.0f} ({b['rss_base_mib']:.0f})" if "rss_peak_mib" in sr else ""
         ok = st[3] if st[3] == sp[3] else f"{st[3]} / {sp[3]}"
         star = "*" if b.get("sample") else ""
-        print(f"| {name}{star} | {r['version']} | {' | '.join(st[:3])} | {' | '.join(sp[:3])} "
-              f"| {kept} | {rss} | {ok} |")
+        print(
+            f"| {name}{star} | {r['version']} | {' | '.join(st[:3])} | {' | '.join(sp[:3])} "
+            f"| {kept} | {rss} | {ok} |"
+        )
     if any_b:
-        print(f"\nsplit regex alone: {any_b['split_only_cpu_s'] * 1000:.0f} ms CPU for "
-              f"{any_b['chunks']} chunks ({any_b['bytes'] / 1e6:.1f} MB)")
+        print(
+            f"\nsplit regex alone: {any_b['split_only_cpu_s'] * 1000:.0f} ms CPU for "
+            f"{any_b['chunks']} chunks ({any_b['bytes'] / 1e6:.1f} MB)"
+        )
 
     print("\n## Scalars and keys (first row: go-yaml v2 as Kubernetes uses it)\n")
     print("| parser | as K8s | " + " | ".join(QUIRK_KEYS) + " |")
@@ -960,8 +1149,7 @@ def print_tables(results: dict[str, Any], json_res: dict[str, Any], machine: str
         if "values" in q:
             vals = [q["values"].get(k, "") for k in QUIRK_KEYS]
             score = f"{len(q['match'])}/{len(QUIRK_KEYS)}"
-            print(f"| {name} | {score} | " + " | ".join(v.replace("|", "\\|") for v in vals)
-                  + " |")
+            print(f"| {name} | {score} | " + " | ".join(v.replace("|", "\\|") for v in vals) + " |")
         else:
             print(f"| {name} | 0 | {q.get('error', q.get('outcome', '?'))[:90]} |")
 
@@ -974,11 +1162,15 @@ def print_tables(results: dict[str, Any], json_res: dict[str, Any], machine: str
         b = r["bomb"]
         detail = b.get("error") or b.get("stderr") or ""
         if b.get("outcome") == "loaded":
-            detail = (f"{b['unique_containers']} unique containers, "
-                      f"{b['expanded_nodes']:,} nodes if walked")
+            detail = (
+                f"{b['unique_containers']} unique containers, "
+                f"{b['expanded_nodes']:,} nodes if walked"
+            )
         rss = b.get("rss_mib")
-        print(f"| {name} | {b.get('outcome')} | {b.get('s', 0):.2f} | "
-              f"{'' if rss is None else round(rss)} | {detail[:100].replace('|', '/')} |")
+        print(
+            f"| {name} | {b.get('outcome')} | {b.get('s', 0):.2f} | "
+            f"{'' if rss is None else round(rss)} | {detail[:100].replace('|', '/')} |"
+        )
 
     if json_res and "outcome" not in json_res:
         print("\n## JSON (CPU seconds, best of 5, collector off)\n")
@@ -987,8 +1179,10 @@ def print_tables(results: dict[str, Any], json_res: dict[str, Any], machine: str
         for label, row in json_res.items():
             mb = row["bytes"] / 1e6
             js, oj = max(row["json"], 1e-9), max(row["orjson"], 1e-9)
-            print(f"| {label} | {mb:.2f} | {row['docs']} | {js:.3f} | {mb / js:.0f} | "
-                  f"{oj:.3f} | {mb / oj:.0f} |")
+            print(
+                f"| {label} | {mb:.2f} | {row['docs']} | {js:.3f} | {mb / js:.0f} | "
+                f"{oj:.3f} | {mb / oj:.0f} |"
+            )
 
 
 if __name__ == "__main__":
