@@ -115,13 +115,12 @@ def write_report(report: ScanReport, format_name: str, output: str | None) -> No
         renderer = TableRenderer(color=output is None and sys.stdout.isatty())
     else:
         renderer = renderers()[format_name]()
-    text = renderer.render(report)
     if output is None:
-        sys.stdout.write(text)
+        renderer.write(report, sys.stdout)
         return
     try:
         with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            renderer.write(report, handle)
     except OSError as error:
         raise UsageError(f"cannot write --output {output}: {error.strerror or error}") from None
 

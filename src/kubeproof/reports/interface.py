@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TextIO
 
 from kubeproof.scan import ScanReport
 
@@ -15,3 +16,7 @@ class Renderer(ABC):
     @abstractmethod
     def render(self, report: ScanReport) -> str:
         """The whole report as text."""
+
+    def write(self, report: ScanReport, out: TextIO) -> None:
+        """Write the report to a stream; formats that can stream override this."""
+        out.write(self.render(report))

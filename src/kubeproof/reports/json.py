@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -94,8 +95,21 @@ class _ResultEncoder:
 
 
 def report_as_dict(report: ScanReport) -> dict[str, Any]:
+    encoder = _ResultEncoder(groups_by_check(report.framework))
+    return {
+        **_head(report),
+        "results": [encoder.encode(r) for r in report.results],
+        "errors": _errors(report),
+    }
+
+
+def _errors(report: ScanReport) -> list[dict[str, Any]]:
+    return [{"source": e.source, "line": e.line, "message": e.message} for e in report.errors]
+
+
+def _head(report: ScanReport) -> dict[str, Any]:
+    """Everything but the results and the errors."""
     framework = report.framework
-    encoder = _ResultEncoder(groups_by_check(framework))
     return {
         "$schema": SCHEMA_ID,
         "schemaVersion": SCHEMA_VERSION,
@@ -132,18 +146,37 @@ def report_as_dict(report: ScanReport) -> dict[str, Any]:
                 for g in report.summary()
             ],
         },
-        "results": [encoder.encode(r) for r in report.results],
-        "errors": [
-            {"source": e.source, "line": e.line, "message": e.message} for e in report.errors
-        ],
     }
 
 
 class JsonRenderer(Renderer):
+    """Streams the report: a large scan has hundreds of thousands of results, and holding
+    them all as one document (and then one string) would cost several times the memory of
+    the scan itself. Each result is one compact line inside the `results` array."""
+
     name = "json"
 
     def render(self, report: ScanReport) -> str:
-        # orjson: a large scan's report is hundreds of megabytes of JSON; the standard
-        # library's encoder takes several times longer over it.
-        options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-        return orjson.dumps(report_as_dict(report), option=options).decode() + "\n"
+        buffer = io.StringIO()
+        self.write(report, buffer)
+        return buffer.getvalue()
+
+    def write(self, report: ScanReport, out: TextIO) -> None:
+        head = _dumps(_head(report), indent=True)
+        out.write(head[: head.rindex("}")].rstrip() + ',\n  "results": [')
+        encoder = _ResultEncoder(groups_by_check(report.framework))
+        separator = "\n    "
+        for start in range(0, len(report.results), _BATCH):
+            batch = report.results[start : start + _BATCH]
+            out.write(separator + ",\n    ".join(_dumps(encoder.encode(r)) for r in batch))
+            separator = ",\n    "
+        out.write('\n  ],\n  "errors": ' + _dumps(_errors(report)) + "\n}\n")
+
+
+_BATCH = 2000
+
+
+def _dumps(value: Any, *, indent: bool = False) -> str:
+    # orjson: several times faster than the standard library over a large report.
+    options = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, option=options).decode()

@@ -14,7 +14,8 @@ from kubeproof.model import Result, Severity, Status
 from kubeproof.reports.interface import Renderer
 from kubeproof.scan import ScanReport
 
-MAX_ROWS_PER_GROUP = 40
+ROWS_PER_CHECK = 3
+MAX_GAP_REASONS = 40
 VERDICT_STYLE = {
     "compliant": "green",
     "failing": "bold red",
@@ -102,12 +103,15 @@ def _print_failures(console: Console, report: ScanReport) -> None:
         if result.status is Status.FAIL:
             failed_by_check[result.check.id].append(result)
     for group in report.framework.groups:
-        rows = [r for c in group.checks for r in failed_by_check.get(c.id, [])]
-        if not rows:
+        checks = sorted(
+            (c for c in group.checks if c.id in failed_by_check),
+            key=lambda c: (-c.spec.severity.rank, c.id),
+        )
+        if not checks:
             continue
-        rows.sort(key=lambda r: (-r.check.severity.rank, r.check.id, str(r.subject)))
+        failing = sum(len(failed_by_check[c.id]) for c in checks)
         table = Table(
-            title=f"{group.id} · {group.title}: {len(rows)} failing",
+            title=f"{group.id} · {group.title}: {failing} failing",
             title_justify="left",
             expand=True,
         )
@@ -116,26 +120,28 @@ def _print_failures(console: Console, report: ScanReport) -> None:
         table.add_column("subject")
         table.add_column("finding")
         table.add_column("where")
-        for result in rows[:MAX_ROWS_PER_GROUP]:
-            severity = result.check.severity
-            where = ""
-            if result.location:
-                where = result.location.file + (
-                    f":{result.location.line}" if result.location.line else ""
+        for check in checks:
+            # A few examples per check: the terminal is for reading, the json and csv
+            # formats carry every result.
+            results = sorted(failed_by_check[check.id], key=lambda r: str(r.subject))
+            for result in results[:ROWS_PER_CHECK]:
+                table.add_row(
+                    Text(check.spec.severity.value, style=SEVERITY_STYLE[check.spec.severity]),
+                    check.id,
+                    str(result.subject),
+                    result.message,
+                    _where(result),
                 )
-            table.add_row(
-                Text(severity.value, style=SEVERITY_STYLE[severity]),
-                result.check.id,
-                str(result.subject),
-                result.message,
-                where,
-            )
+            if len(results) > ROWS_PER_CHECK:
+                table.add_row("", check.id, f"… and {len(results) - ROWS_PER_CHECK} more", "", "")
         console.print(table)
-        if len(rows) > MAX_ROWS_PER_GROUP:
-            console.print(
-                f"  … and {len(rows) - MAX_ROWS_PER_GROUP} more; "
-                "--format json or csv lists every result."
-            )
+
+
+def _where(result: Result) -> str:
+    if result.location is None:
+        return ""
+    line = f":{result.location.line}" if result.location.line else ""
+    return result.location.file + line
 
 
 def _print_gaps(console: Console, report: ScanReport) -> None:
@@ -148,7 +154,7 @@ def _print_gaps(console: Console, report: ScanReport) -> None:
     console.print(
         Text(f"Not evaluated ({len(gaps)} results): evidence is incomplete", style="yellow bold")
     )
-    for reason, count in sorted(reasons.items())[:MAX_ROWS_PER_GROUP]:
+    for reason, count in sorted(reasons.items())[:MAX_GAP_REASONS]:
         console.print(f"  {count} x {reason}")
 
 
