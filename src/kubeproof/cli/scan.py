@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import Any
 
@@ -91,6 +92,10 @@ def run(arguments: argparse.Namespace) -> int:
             namespace=arguments.namespace,
         ),
     )
+    # The parsed objects live until the process ends: keep the cyclic garbage collector
+    # from walking millions of them again and again while results pile up (a third of the
+    # evaluation time on large inputs). A one-shot command can afford this; a daemon not.
+    gc.freeze()
     report = scan_inventory(
         Inventory(loaded.objects),
         framework,
