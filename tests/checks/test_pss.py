@@ -325,6 +325,20 @@ def test_a_namespace_enforce_version_label_overrides_the_requested_version() -> 
     assert statuses(run("pss.run-as-user", subject, pss_level="restricted")) == ["fail"]
 
 
+def test_a_namespace_enforce_level_label_overrides_the_requested_level() -> None:
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"pod-security.kubernetes.io/enforce": "baseline"}},
+    }
+    subject = pod(securityContext={**RESTRICTED_POD_CONTEXT, "runAsUser": 0})
+    (result,) = run("pss.run-as-user", namespace, subject, pss_level="restricted")
+    assert result.status.value == "excepted"
+    assert "sets level baseline" in result.message
+    # Outside the pss frameworks the label changes nothing: the soc2 view judges every pod.
+    assert statuses(run("pss.run-as-user", namespace, subject)) == ["fail"]
+
+
 # --- Windows pods and user namespaces ------------------------------------------------------
 
 
