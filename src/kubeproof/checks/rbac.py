@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubeproof.analysis.rbac import (
+    BUILTIN_CLUSTER_ROLE_RULES,
     PolicyRule,
     RbacIndex,
     RbacSubject,
@@ -183,23 +184,14 @@ EVERYONE = {
 # What Kubernetes itself gives everyone: discovery, health, version, OIDC discovery,
 # self-review, and the public CA bundles. Nothing more may go to the identities above.
 DISCOVERY_URLS = frozenset(
-    {
-        "/livez",
-        "/readyz",
-        "/healthz",
-        "/version",
-        "/version/",
-        "/openapi",
-        "/openapi/*",
-        "/api",
-        "/api/*",
-        "/apis",
-        "/apis/*",
-        "/.well-known/openid-configuration",
-        "/.well-known/openid-configuration/",
-        "/openid/v1/jwks",
-        "/openid/v1/jwks/",
-    }
+    url
+    for role in (
+        "system:discovery",
+        "system:public-info-viewer",
+        "system:service-account-issuer-discovery",
+    )
+    for rule in BUILTIN_CLUSTER_ROLE_RULES[role]
+    for url in rule.get("nonResourceURLs", ())
 )
 DISCOVERY_GRANTS = frozenset(
     {
