@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, TextIO
@@ -46,45 +47,52 @@ def result_as_dict(result: Result, groups: list[str]) -> dict[str, Any]:
     return _ResultEncoder({result.check.id: groups}).encode(result)
 
 
+@dataclass(frozen=True, slots=True)
+class _CheckFields:
+    """A check's unchanging fields, built once per check rather than once per result."""
+
+    severity: str
+    criteria: list[str]
+    groups: list[str]
+    references: dict[str, Any]
+
+
 class _ResultEncoder:
-    """Result dicts, with each check's unchanging fields built once per check rather than
-    once per result: a large scan has hundreds of thousands of results and ~100 checks."""
+    """Result dicts for a report: a large scan has hundreds of thousands of results and
+    only ~100 checks, so everything that belongs to the check is shared."""
 
     def __init__(self, groups_of: dict[str, list[str]]) -> None:
         self.groups_of = groups_of
-        self.static: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.fields: dict[str, _CheckFields] = {}
 
-    def _parts(self, spec: CheckSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        parts = self.static.get(spec.id)
-        if parts is None:
-            head = {"check": spec.id, "title": spec.title}
-            tail = {
-                "criteria": sorted(spec.criteria),
-                "groups": self.groups_of.get(spec.id, []),
-                "references": {
-                    "cis": list(spec.cis),
-                    "pss": {"control": spec.pss.control, "level": spec.pss.level}
-                    if spec.pss
-                    else None,
-                    "nsa": list(spec.nsa),
-                },
-                "remediation": spec.remediation,
-            }
-            parts = self.static[spec.id] = (head, tail)
-        return parts
+    def _check_fields(self, spec: CheckSpec) -> _CheckFields:
+        fields = self.fields.get(spec.id)
+        if fields is None:
+            pss = {"control": spec.pss.control, "level": spec.pss.level} if spec.pss else None
+            fields = self.fields[spec.id] = _CheckFields(
+                severity=spec.severity.value,
+                criteria=sorted(spec.criteria),
+                groups=self.groups_of.get(spec.id, []),
+                references={"cis": list(spec.cis), "pss": pss, "nsa": list(spec.nsa)},
+            )
+        return fields
 
     def encode(self, result: Result) -> dict[str, Any]:
         spec = result.check
-        head, tail = self._parts(spec)
+        fields = self.fields.get(spec.id) or self._check_fields(spec)
         location = result.location
         data = {
-            **head,
-            "status": result.status.value,
-            "severity": spec.severity.value,
+            "check": spec.id,
+            "title": spec.title,
+            "status": str(result.status),
+            "severity": fields.severity,
             "subject": result.subject.as_dict(),
             "fingerprint": result.fingerprint,
-            **tail,
+            "criteria": fields.criteria,
+            "groups": fields.groups,
+            "references": fields.references,
             "message": result.message,
+            "remediation": spec.remediation,
             "location": {"file": location.file, "line": location.line} if location else None,
             "path": result.path,
             "reason": result.reason,
