@@ -621,11 +621,28 @@ def _inside(inner: CredentialMatch, outer: CredentialMatch) -> bool:
 def find_credentials(name: str | None, value: str) -> list[CredentialKind]:
     """The kinds of credential `value` (stored under `name`) looks like, most specific
     first in order of appearance, each once. Empty when it looks like none."""
+    if len(value) <= _REMEMBERED_LENGTH:
+        return list(_remembered_kinds(name, value))
+    return list(_kinds(name, value))
+
+
+# Short values repeat across a cluster (the same env in every replica set and namespace):
+# their verdicts are remembered. They are in the scanned objects anyway; nothing is kept
+# beyond the process.
+_REMEMBERED_LENGTH = 256
+
+
+@lru_cache(maxsize=16384)
+def _remembered_kinds(name: str | None, value: str) -> tuple[CredentialKind, ...]:
+    return _kinds(name, value)
+
+
+def _kinds(name: str | None, value: str) -> tuple[CredentialKind, ...]:
     kinds: list[CredentialKind] = []
     for match in reported_matches(locate_credentials(name, value)):
         if match.kind not in kinds:
             kinds.append(match.kind)
-    return kinds
+    return tuple(kinds)
 
 
 # --- redacting ----------------------------------------------------------------------------
