@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 
 from kubeproof.checks.registry import Check, NotApplicable, NotEvaluated, Violation
 from kubeproof.inventory import Inventory, Workload
+from kubeproof.inventory.workloads import POD_SPEC_PATHS
 from kubeproof.model import Location, Result, Status, Subject
 from kubeproof.redaction import redact
 
 T = TypeVar("T")
+WORKLOAD_KINDS = tuple(POD_SPEC_PATHS)
 
 LATEST_PSS_VERSION = (1, 37)
 PSS_LEVELS = ("privileged", "baseline", "restricted")
@@ -86,10 +88,24 @@ def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) ->
     """Every check over every subject in its scope. Subjects are walked once each, with all
     their checks, so that each subject's identity and location are built once."""
     scoped: dict[str, list[tuple[Check, str | None]]] = defaultdict(list)
-    for check in checks:
-        scoped[check.spec.scope].append((check, inventory.coverage.gap(check.spec.needs)))
     results: list[Result] = []
     add = results.append
+    cluster = Subject("", "Cluster", None, context.cluster_name)
+    for check in checks:
+        scoped[check.spec.scope].append((check, inventory.coverage.gap(check.spec.needs)))
+        # Subjects that could not be read are subjects nobody judged: say so once per check,
+        # so that a criterion never reads compliant over a kind that was forbidden.
+        unread = inventory.coverage.gap(_subject_kinds(check))
+        if unread is not None:
+            add(
+                Result(
+                    check.spec,
+                    Status.NOT_EVALUATED,
+                    cluster,
+                    f"not evaluated for objects that could not be read: {unread}",
+                    reason=unread,
+                )
+            )
 
     for workload in inventory.workloads if scoped["container"] or scoped["workload"] else ():
         subject, location = workload.subject, workload.obj.location
@@ -128,12 +144,23 @@ def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) ->
                 if result is not None:
                     add(result)
 
-    cluster = Subject("", "Cluster", None, context.cluster_name)
     for check, gap in scoped["cluster"]:
         result = _judge(check, cluster, None, gap, None, None, (context,))
         if result is not None:
             add(result)
     return results
+
+
+def _subject_kinds(check: Check) -> tuple[str, ...]:
+    """The kinds whose objects are the subjects of a check."""
+    scope = check.spec.scope
+    if scope == "object":
+        return check.spec.kinds
+    if scope in ("container", "workload"):
+        return WORKLOAD_KINDS
+    if scope == "namespace":
+        return ("Namespace",)
+    return ()
 
 
 def _judge_workload(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from checks.helpers import failing, run, statuses
+from checks.helpers import failing, per_subject, run, statuses
 from kubeproof.checks import find
 from kubeproof.engine import Context, evaluate
 from kubeproof.inventory import Coverage, Inventory, K8sObject
@@ -130,9 +130,9 @@ def test_unread_autoscalers_leave_replicas_unevaluated() -> None:
     inventory = Inventory([K8sObject.from_raw(workload(replicas=3))], coverage)
     check = find("availability.single-replica")
     assert check is not None
-    assert [r.status.value for r in evaluate(inventory, [check], Context(inventory))] == [
-        "not_evaluated"
-    ]
+    assert [
+        r.status.value for r in per_subject(evaluate(inventory, [check], Context(inventory)))
+    ] == ["not_evaluated"]
 
 
 # --- missing PDB -------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_counting_pods_needs_the_pods_read() -> None:
     inventory = Inventory(objects, coverage)
     check = find("availability.pdb-blocks-eviction")
     assert check is not None
-    [result] = evaluate(inventory, [check], Context(inventory))
+    [result] = per_subject(evaluate(inventory, [check], Context(inventory)))
     assert result.status.value == "not_evaluated"
     assert "Pod forbidden" in result.message
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from checks.helpers import failing, run, statuses
+from checks.helpers import failing, per_subject, run, statuses
 from kubeproof.checks import find
 from kubeproof.engine import Context, evaluate
 from kubeproof.inventory import Coverage, Inventory, K8sObject
@@ -109,7 +109,7 @@ def test_namespace_without_visible_workloads_is_judged_when_pods_were_not_read()
     inventory = Inventory([K8sObject.from_raw(NAMESPACE)], coverage)
     check = find("network.namespace-without-network-policy")
     assert check is not None
-    results = evaluate(inventory, [check], Context(inventory))
+    results = per_subject(evaluate(inventory, [check], Context(inventory)))
     assert [r.status.value for r in results] == ["fail"]
 
 
@@ -119,7 +119,7 @@ def test_unread_network_policies_are_not_evaluated() -> None:
     inventory = Inventory([K8sObject.from_raw(deployment())], coverage)
     check = find("network.namespace-without-network-policy")
     assert check is not None
-    [result] = evaluate(inventory, [check], Context(inventory))
+    [result] = per_subject(evaluate(inventory, [check], Context(inventory)))
     assert result.status.value == "not_evaluated"
     assert "NetworkPolicy forbidden" in (result.reason or "")
 

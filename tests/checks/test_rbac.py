@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.helpers import failing, inventory_of, run, run_all
+from checks.helpers import failing, inventory_of, per_subject, run, run_all
 from kubeproof.checks import catalogue, find
 from kubeproof.engine import Context, evaluate
 from kubeproof.inventory import Coverage, Inventory, K8sObject
@@ -776,7 +776,7 @@ def test_a_missing_role_names_the_coverage_gap() -> None:
     inv = Inventory(objects, coverage)
     check = find("rbac.cluster-admin-bound")
     assert check is not None
-    [result] = evaluate(inv, [check], Context(inv))
+    [result] = per_subject(evaluate(inv, [check], Context(inv)))
     assert result.status is Status.NOT_EVALUATED
     assert "ClusterRole forbidden (403 from the API server)" in (result.reason or "")
 

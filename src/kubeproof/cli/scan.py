@@ -1,10 +1,12 @@
-"""`kubeproof scan PATH...`: scan manifests, print or write a report."""
+"""`kubeproof scan PATH...` or `kubeproof scan --cluster`: scan manifests or a live cluster,
+print or write a report."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubeproof import frameworks
@@ -15,7 +17,10 @@ from kubeproof.model import Severity, Status
 from kubeproof.reports import FORMATS, Renderer, renderers
 from kubeproof.reports.table import TableRenderer
 from kubeproof.scan import ScanReport, scan_inventory
+from kubeproof.sources.cluster import ClusterError, load_cluster
+from kubeproof.sources.documents import InputError
 from kubeproof.sources.files import RenderOptions, load_paths
+from kubeproof.sources.kubeconfig import KubeconfigError, load_connection
 
 FAIL_ON = [s.value for s in Severity] + ["none"]
 
@@ -23,16 +28,34 @@ FAIL_ON = [s.value for s in Severity] + ["none"]
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "scan",
-        help="scan manifests (files, directories, Helm charts, Kustomize, -)",
-        description="Scan Kubernetes manifests and report, per criterion, what passes and "
-        "fails. Exit codes: 0 clean, 1 failures at or above --fail-on, 2 usage or input errors.",
+        help="scan manifests (files, directories, Helm charts, Kustomize, -) or a cluster",
+        description="Scan Kubernetes manifests or a live cluster (--cluster) and report, per "
+        "criterion, what passes and fails. Exit codes: 0 clean, 1 failures at or above "
+        "--fail-on, 2 usage or input errors.",
     )
     parser.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         metavar="PATH",
         help="YAML/JSON file, directory (recursive), Helm chart, "
         "Kustomize directory, or - for stdin",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="scan the live cluster of the kubeconfig's current context (read-only)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig for --cluster (default $KUBECONFIG, ~/.kube/config, in-cluster)",
+    )
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context for --cluster")
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        help="with --cluster: impersonate USER, to see what that identity can read",
     )
     parser.add_argument(
         "-f",
@@ -83,6 +106,52 @@ def run(arguments: argparse.Namespace) -> int:
         pss_version = parse_pss_version(arguments.pss_version)
     except (frameworks.UnknownFramework, ValueError) as error:
         raise UsageError(str(error.args[0])) from None
+    source = _from_cluster(arguments) if arguments.cluster else _from_files(arguments)
+    # The objects live until the process ends: keep the cyclic garbage collector from
+    # walking millions of them again and again while results pile up (a third of the
+    # evaluation time on large inputs). A one-shot command can afford this; a daemon not.
+    gc.freeze()
+    report = scan_inventory(
+        source.inventory,
+        framework,
+        pss_version=pss_version,
+        cluster_name=source.cluster_name,
+        errors=source.errors,
+        sources=source.names,
+        files=source.files,
+    )
+    write_report(report, arguments.format, arguments.output)
+    for problem in source.errors:
+        print(f"kubeproof: input error: {problem}", file=sys.stderr)
+    unread = sorted(
+        (c for c in source.inventory.coverage.kinds.values() if not c.complete),
+        key=lambda c: c.kind,
+    )
+    if unread:
+        # Whatever the format, say what could not be seen: results cannot cover it.
+        kinds = ", ".join(f"{c.kind} ({c.state})" for c in unread)
+        print(f"kubeproof: warning: not read from the cluster: {kinds}", file=sys.stderr)
+    if source.errors:
+        return EXIT_USAGE
+    if failed_at_or_above(report, arguments.fail_on):
+        return EXIT_FAILURES
+    return EXIT_CLEAN
+
+
+@dataclass
+class _Source:
+    inventory: Inventory
+    names: list[str]
+    cluster_name: str = "manifests"
+    errors: list[InputError] = field(default_factory=list)
+    files: int = 0
+
+
+def _from_files(arguments: argparse.Namespace) -> _Source:
+    if not arguments.paths:
+        raise UsageError("nothing to scan: give PATH... or --cluster")
+    if arguments.kubeconfig or arguments.context or arguments.as_user:
+        raise UsageError("--kubeconfig, --context and --as only apply with --cluster")
     loaded = load_paths(
         arguments.paths,
         RenderOptions(
@@ -92,26 +161,22 @@ def run(arguments: argparse.Namespace) -> int:
             namespace=arguments.namespace,
         ),
     )
-    # The parsed objects live until the process ends: keep the cyclic garbage collector
-    # from walking millions of them again and again while results pile up (a third of the
-    # evaluation time on large inputs). A one-shot command can afford this; a daemon not.
-    gc.freeze()
-    report = scan_inventory(
-        Inventory(loaded.objects),
-        framework,
-        pss_version=pss_version,
-        errors=loaded.errors,
-        sources=list(arguments.paths),
-        files=loaded.files,
+    return _Source(
+        Inventory(loaded.objects), list(arguments.paths), errors=loaded.errors, files=loaded.files
     )
-    write_report(report, arguments.format, arguments.output)
-    for problem in loaded.errors:
-        print(f"kubeproof: input error: {problem}", file=sys.stderr)
-    if loaded.errors:
-        return EXIT_USAGE
-    if failed_at_or_above(report, arguments.fail_on):
-        return EXIT_FAILURES
-    return EXIT_CLEAN
+
+
+def _from_cluster(arguments: argparse.Namespace) -> _Source:
+    if arguments.paths:
+        raise UsageError("give either PATH... or --cluster, not both")
+    try:
+        connection = load_connection(arguments.kubeconfig, arguments.context)
+        connection = connection.with_impersonation(arguments.as_user)
+        inventory = load_cluster(connection)
+    except (KubeconfigError, ClusterError) as error:
+        raise UsageError(str(error)) from None
+    name = connection.cluster_name
+    return _Source(inventory, [f"cluster {name} ({connection.server})"], cluster_name=name)
 
 
 def write_report(report: ScanReport, format_name: str, output: str | None) -> None:

@@ -61,9 +61,8 @@ def _heading(report: ScanReport) -> Text:
     text = Text()
     text.append(f"kubeproof {report.tool_version}", style="bold")
     text.append(f" · {report.framework.title}\n")
-    text.append(
-        f"{report.objects} objects from {report.files} file(s) · {len(report.results)} results: "
-    )
+    origin = f"{report.files} file(s)" if report.files else ", ".join(report.sources)
+    text.append(f"{report.objects} objects from {origin} · {len(report.results)} results: ")
     for status in Status:
         text.append(f"{totals.get(status, 0)} {status.value}  ")
     return text
