@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
+
 from kubeproof import frameworks
 from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.model import Status
+from kubeproof.reports.json import JsonRenderer, load_schema
 from kubeproof.scan import scan_inventory
 
 SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "a"}}
@@ -26,6 +31,8 @@ def test_a_forbidden_kind_leaves_its_checks_not_evaluated_and_criteria_incomplet
     assert all("Secret forbidden" in (r.reason or "") for r in gaps if "Secret" in r.check.kinds)
     verdicts = {g.id: g.verdict for g in report.summary()}
     assert verdicts["C1.1"] != "compliant"
+    # The cluster-wide note is an ordinary result of the public JSON report.
+    jsonschema.validate(json.loads(JsonRenderer().render(report)), load_schema())
 
 
 def test_files_are_complete_by_definition() -> None:
