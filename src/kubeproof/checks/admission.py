@@ -1,4 +1,5 @@
-"""Admission controls visible in configuration: Pod Security admission on namespaces."""
+"""Admission controls visible through the API: Pod Security admission on namespaces, and
+whether a cluster has any policy mechanism at all."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kubeproof.checks.registry import NotApplicable, NotEvaluated, Violation, check
+from kubeproof.inventory.objects import as_dict, as_list, as_str
 
 if TYPE_CHECKING:
     from kubeproof.engine import Context
@@ -35,3 +37,47 @@ def namespace_pod_security_enforced(namespace: str, ctx: Context) -> Iterator[Vi
             "which admits privileged pods",
             f"metadata.labels[{PSS_ENFORCE}]",
         )
+
+
+@check("admission.policy-mechanism-present")
+def policy_mechanism_present(ctx: Context) -> Iterator[Violation]:
+    inventory = ctx.inventory
+    if inventory.coverage.complete_by_default:
+        raise NotApplicable  # manifests do not show a cluster's admission configuration
+    if _enforcing_namespaces(ctx) or _bound_admission_policies(ctx) or _pod_webhooks(ctx):
+        return
+    yield Violation(
+        "no active policy control mechanism: no namespace enforces a Pod Security level, no "
+        "ValidatingAdmissionPolicy is bound to deny, and no validating webhook judges pods"
+    )
+
+
+def _enforcing_namespaces(ctx: Context) -> list[str]:
+    return [
+        ns.name
+        for ns in ctx.inventory.of_kind("Namespace")
+        if ns.labels.get(PSS_ENFORCE) in ENFORCING_LEVELS
+    ]
+
+
+def _bound_admission_policies(ctx: Context) -> list[str]:
+    policies = {p.name for p in ctx.inventory.of_kind("ValidatingAdmissionPolicy")}
+    bound = []
+    for binding in ctx.inventory.of_kind("ValidatingAdmissionPolicyBinding"):
+        policy = as_str(binding.spec.get("policyName"))
+        actions = as_list(binding.spec.get("validationActions"))
+        if policy in policies and "Deny" in actions:
+            bound.append(binding.name)
+    return bound
+
+
+def _pod_webhooks(ctx: Context) -> list[str]:
+    """Validating webhooks whose rules cover pods or every resource."""
+    found = []
+    for configuration in ctx.inventory.of_kind("ValidatingWebhookConfiguration"):
+        for webhook in as_list(configuration.raw.get("webhooks")):
+            for rule in as_list(as_dict(webhook).get("rules")):
+                resources = as_list(as_dict(rule).get("resources"))
+                if any(r in ("pods", "*", "*/*") for r in resources):
+                    found.append(configuration.name)
+    return found

@@ -84,6 +84,7 @@ SCANNED_KINDS: tuple[KindSpec, ...] = (
     KindSpec("ValidatingWebhookConfiguration", "admissionregistration.k8s.io"),
     KindSpec("MutatingWebhookConfiguration", "admissionregistration.k8s.io"),
     KindSpec("ValidatingAdmissionPolicy", "admissionregistration.k8s.io"),
+    KindSpec("ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io"),
 )
 
 
