@@ -11,7 +11,7 @@ from kubeproof import __version__
 from kubeproof.engine import Context, evaluate
 from kubeproof.frameworks import Framework
 from kubeproof.inventory import Coverage, Inventory
-from kubeproof.model import Result, Status
+from kubeproof.model import Result, Status, Subject
 from kubeproof.sources.documents import InputError
 
 
@@ -44,6 +44,8 @@ class ScanReport:
     files: int = 0
     coverage: Coverage = field(default_factory=Coverage)
     pss_version: tuple[int, int] | None = None
+    # Workloads with the pods they own, when the source shows pods (a cluster).
+    workloads: list[tuple[Subject, int]] = field(default_factory=list)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     tool_version: str = __version__
@@ -87,6 +89,9 @@ def scan_inventory(
     context = Context(inventory, pss_level=framework.pss_level, cluster_name=cluster_name)
     if pss_version is not None:
         context.pss_version = pss_version
+    report.workloads = [
+        (w.subject, w.pod_count) for w in inventory.workloads if w.pod_count is not None
+    ]
     report.results = evaluate(inventory, framework.checks, context)
     report.finished_at = datetime.now(UTC)
     return report

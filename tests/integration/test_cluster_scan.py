@@ -149,6 +149,16 @@ def test_admin_scan_judges_the_deployment_not_its_pods(
     assert privileged[0]["location"] is None
     # Owner folding: the ReplicaSet and the two pods are judged as the Deployment.
     assert not [r for r in mine if r["subject"]["kind"] in ("Pod", "ReplicaSet")]
+    workloads = [w for w in report["scan"]["workloads"] if w["namespace"] == namespace]
+    assert workloads == [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "namespace": namespace,
+            "name": "web",
+            "pods": 2,
+        }
+    ]
 
     admin_bound = [
         r

@@ -140,6 +140,9 @@ def _head(report: ScanReport) -> dict[str, Any]:
                 {"kind": c.kind, "state": c.state, "detail": c.detail}
                 for c in sorted(report.coverage.kinds.values(), key=lambda c: c.kind)
             ],
+            "workloads": [
+                {**subject.as_dict(), "pods": pods} for subject, pods in report.workloads
+            ],
         },
         "summary": {
             "totals": status_counts(report.totals()),
