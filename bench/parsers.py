@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Measure YAML (and JSON) parsers on a directory of Kubernetes manifests.
 
-Usage:
+Usage (in the project's environment, `make install`; the reference is kubeproof's own
+PyYAML loader):
     python bench/generate_manifests.py --resources 13000 --out out/k8s13k
     python bench/parsers.py --dir out/k8s13k [--repeat 3] [--only NAME,...] [--json FILE]
     python bench/parsers.py --from-json FILE        # print the tables of a saved run
@@ -97,66 +98,15 @@ def _blank(chunk: str) -> bool:
 
 
 def k8s_pyyaml_loader(base: type) -> type:
-    """A PyYAML loader class whose implicit scalars follow go-yaml v2 as
-    Kubernetes uses it: timestamps stay strings, YAML 1.1 bools incl. y/n,
-    0777 / 0o17 / 0x1F / 0b1 ints, 1e3 floats, no base-60 numbers."""
-    import yaml
+    """A PyYAML loader class on `base` with the scalar rules kubeproof itself uses
+    (go-yaml v2 as Kubernetes reads it): the reference every candidate is compared with."""
+    from kubeproof.sources.pyyaml_loader import KubernetesLoader
 
     class K8sLoader(base):  # type: ignore[misc, valid-type]
         pass
 
-    K8sLoader.yaml_implicit_resolvers = {}
-    K8sLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool",
-        re.compile(
-            r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
-            r"|on|On|ON|off|Off|OFF)$"
-        ),
-        list("yYnNtTfFoO"),
-    )
-    K8sLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:int",
-        re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|0[0-7_]*|[1-9][0-9_]*)$"),
-        list("-+0123456789"),
-    )
-    K8sLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(
-            r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
-            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-        ),
-        list("-+.0123456789"),
-    )
-    K8sLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
-    )
-    K8sLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
-
-    def construct_int(self: Any, node: Any) -> int:
-        v = str(self.construct_scalar(node)).replace("_", "")
-        sign = -1 if v.startswith("-") else 1
-        v = v.lstrip("+-")
-        if v.startswith(("0b", "0o", "0x")):
-            return sign * int(v, 0)
-        if len(v) > 1 and v.startswith("0"):
-            return sign * int(v, 8)
-        return sign * int(v)
-
-    def construct_float(self: Any, node: Any) -> float:
-        v = str(self.construct_scalar(node)).replace("_", "").lower()
-        if v.endswith(".inf"):
-            return float("-inf") if v.startswith("-") else float("inf")
-        if v == ".nan":
-            return float("nan")
-        return float(v)
-
-    def construct_bool(self: Any, node: Any) -> bool:
-        return str(self.construct_scalar(node)).lower() in ("y", "yes", "true", "on")
-
-    K8sLoader.add_constructor("tag:yaml.org,2002:bool", construct_bool)
-    K8sLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
-    K8sLoader.add_constructor("tag:yaml.org,2002:float", construct_float)
-    del yaml
+    K8sLoader.yaml_implicit_resolvers = KubernetesLoader.yaml_implicit_resolvers
+    K8sLoader.yaml_constructors = KubernetesLoader.yaml_constructors
     return K8sLoader
 
 
