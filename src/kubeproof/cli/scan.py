@@ -6,21 +6,16 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubeproof import frameworks
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, EXIT_USAGE, UsageError
+from kubeproof.cli.inputs import add_input_arguments, load_source
 from kubeproof.engine import parse_pss_version
-from kubeproof.inventory import Inventory
 from kubeproof.model import Severity, Status
 from kubeproof.reports import FORMATS, Renderer, renderers
 from kubeproof.reports.table import TableRenderer
 from kubeproof.scan import ScanReport, scan_inventory
-from kubeproof.sources.cluster import ClusterError, load_cluster
-from kubeproof.sources.documents import InputError
-from kubeproof.sources.files import RenderOptions, load_paths
-from kubeproof.sources.kubeconfig import KubeconfigError, load_connection
 
 FAIL_ON = [s.value for s in Severity] + ["none"]
 
@@ -33,30 +28,7 @@ def register(commands: Any) -> None:
         "criterion, what passes and fails. Exit codes: 0 clean, 1 failures at or above "
         "--fail-on, 2 usage or input errors.",
     )
-    parser.add_argument(
-        "paths",
-        nargs="*",
-        metavar="PATH",
-        help="YAML/JSON file, directory (recursive), Helm chart, "
-        "Kustomize directory, or - for stdin",
-    )
-    parser.add_argument(
-        "--cluster",
-        action="store_true",
-        help="scan the live cluster of the kubeconfig's current context (read-only)",
-    )
-    parser.add_argument(
-        "--kubeconfig",
-        metavar="PATH",
-        help="kubeconfig for --cluster (default $KUBECONFIG, ~/.kube/config, in-cluster)",
-    )
-    parser.add_argument("--context", metavar="NAME", help="kubeconfig context for --cluster")
-    parser.add_argument(
-        "--as",
-        dest="as_user",
-        metavar="USER",
-        help="with --cluster: impersonate USER, to see what that identity can read",
-    )
+    add_input_arguments(parser)
     parser.add_argument(
         "-f",
         "--framework",
@@ -80,23 +52,6 @@ def register(commands: Any) -> None:
         help="exit 1 when a result fails at or above this severity "
         "(default info: any failure; none: never)",
     )
-    parser.add_argument(
-        "--values",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="Helm values file (repeatable)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="set_values",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Helm --set value (repeatable)",
-    )
-    parser.add_argument("--release-name", default="release", help="Helm release name")
-    parser.add_argument("--namespace", help="namespace passed to helm template")
     parser.set_defaults(run=run)
 
 
@@ -106,7 +61,7 @@ def run(arguments: argparse.Namespace) -> int:
         pss_version = parse_pss_version(arguments.pss_version)
     except (frameworks.UnknownFramework, ValueError) as error:
         raise UsageError(str(error.args[0])) from None
-    source = _from_cluster(arguments) if arguments.cluster else _from_files(arguments)
+    source = load_source(arguments)
     # The objects live until the process ends: keep the cyclic garbage collector from
     # walking millions of them again and again while results pile up (a third of the
     # evaluation time on large inputs). A one-shot command can afford this; a daemon not.
@@ -136,47 +91,6 @@ def run(arguments: argparse.Namespace) -> int:
     if failed_at_or_above(report, arguments.fail_on):
         return EXIT_FAILURES
     return EXIT_CLEAN
-
-
-@dataclass
-class _Source:
-    inventory: Inventory
-    names: list[str]
-    cluster_name: str = "manifests"
-    errors: list[InputError] = field(default_factory=list)
-    files: int = 0
-
-
-def _from_files(arguments: argparse.Namespace) -> _Source:
-    if not arguments.paths:
-        raise UsageError("nothing to scan: give PATH... or --cluster")
-    if arguments.kubeconfig or arguments.context or arguments.as_user:
-        raise UsageError("--kubeconfig, --context and --as only apply with --cluster")
-    loaded = load_paths(
-        arguments.paths,
-        RenderOptions(
-            values=arguments.values,
-            set_values=arguments.set_values,
-            release=arguments.release_name,
-            namespace=arguments.namespace,
-        ),
-    )
-    return _Source(
-        Inventory(loaded.objects), list(arguments.paths), errors=loaded.errors, files=loaded.files
-    )
-
-
-def _from_cluster(arguments: argparse.Namespace) -> _Source:
-    if arguments.paths:
-        raise UsageError("give either PATH... or --cluster, not both")
-    try:
-        connection = load_connection(arguments.kubeconfig, arguments.context)
-        connection = connection.with_impersonation(arguments.as_user)
-        inventory = load_cluster(connection)
-    except (KubeconfigError, ClusterError) as error:
-        raise UsageError(str(error)) from None
-    name = connection.cluster_name
-    return _Source(inventory, [f"cluster {name} ({connection.server})"], cluster_name=name)
 
 
 def write_report(report: ScanReport, format_name: str, output: str | None) -> None:
