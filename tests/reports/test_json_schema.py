@@ -182,3 +182,13 @@ def test_fingerprint_is_stable_and_per_subject(tmp_path: Path) -> None:
         (r["check"], json.dumps(r["subject"], sort_keys=True)): r["fingerprint"] for r in first
     }
     assert len(set(pairs.values())) == len(pairs)
+
+
+def test_streamed_results_equal_the_encoded_results(tmp_path: Path) -> None:
+    """The renderer splices pre-serialised parts; it must say exactly what the encoder says."""
+    scan = mixed_report(tmp_path)
+    streamed = json.loads(JsonRenderer().render(scan))
+    assert streamed["results"] == report_as_dict(scan)["results"]
+    assert any(r.get("details") for r in streamed["results"]) or all(
+        not r.extra for r in scan.results
+    )
