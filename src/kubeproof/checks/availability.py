@@ -133,16 +133,27 @@ def _budget_selector(pdb: K8sObject) -> dict[str, Any] | None:
     return selector
 
 
+def _budget_selectors_by_namespace(
+    inventory: Inventory,
+) -> dict[str | None, list[dict[str, Any]]]:
+    """The selectors of the budgets that guard some pods, per namespace (once per scan)."""
+    index: dict[str | None, list[dict[str, Any]]] = {}
+    for pdb in inventory.of_kind("PodDisruptionBudget"):
+        selector = _budget_selector(pdb)
+        if selector is not None:
+            index.setdefault(pdb.namespace, []).append(selector)
+    return index
+
+
 @check("availability.missing-pdb")
 def missing_pdb(obj: K8sObject, context: Context) -> Iterator[Violation]:
     peak = _peak_replicas(obj, context.inventory)
     if peak < 2:
         raise NotApplicable  # a budget cannot keep a single replica available
     labels = _workload(obj).pod_labels
-    for pdb in context.inventory.in_namespace("PodDisruptionBudget", obj.namespace):
-        selector = _budget_selector(pdb)
-        if selector is not None and selector_matches(selector, labels):
-            return
+    budgets = context.derived("pdb-selectors", _budget_selectors_by_namespace)
+    if any(selector_matches(s, labels) for s in budgets.get(obj.namespace, ())):
+        return
     yield Violation(
         f"runs up to {peak} replicas but no PodDisruptionBudget in namespace "
         f"{obj.namespace} selects its pods: a node drain may evict them all at once",

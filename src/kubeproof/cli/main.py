@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kubeproof import __version__
-from kubeproof.cli import catalogue, scan
+from kubeproof.cli import catalogue, rbac, scan
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     scan.register(commands)
     catalogue.register(commands)
+    rbac.register(commands)
     return parser
 
 
