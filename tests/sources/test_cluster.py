@@ -3,20 +3,28 @@ the failures that must stop a scan. The real API server is in tests/integration.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from fault_api import HANG, MALFORMED, OK, RESET, TRUNCATED, FaultApi, Status
 from kubeproof.sources import cluster
 from kubeproof.sources.cluster import (
+    BACKOFF_BASE_S,
+    MAX_ATTEMPTS,
     METADATA_ONLY,
+    RETRY_AFTER_CAP_S,
     ApiClient,
     ApiError,
     ClusterError,
     KindSpec,
+    RetryPolicy,
     list_all,
     load_cluster,
+    parse_retry_after,
 )
 from kubeproof.sources.kubeconfig import ClusterConnection
 
@@ -173,3 +181,134 @@ def test_fatal_failures_stop_the_scan(
     client.routes["/api/v1/pods"] = ApiError(403, "Forbidden")
     with pytest.raises(ClusterError, match="could not list any of the 1 kinds"):
         load_cluster(CONNECTION, specs=[KindSpec("Pod", "")])
+
+
+# --- retries, against a local server that injects the faults (tests/fault_api.py) ----------
+
+
+class Sleeps(list[float]):
+    """Records the waits instead of sleeping them."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+PODS = "/api/v1/pods"
+
+
+def client_for(api: FaultApi, sleeps: Sleeps, **options: Any) -> ApiClient:
+    connection = ClusterConnection(server=api.url, cluster_name="c", context_name=None, source="k")
+    return ApiClient(connection, sleep=sleeps, **options)
+
+
+def test_retry_after_is_honoured_up_to_its_cap() -> None:
+    sleeps = Sleeps()
+    with FaultApi({"pods": [Status(429, retry_after="120"), OK]}) as api:
+        listed = client_for(api, sleeps).get(PODS)
+        assert api.count(PODS) == 2
+    assert listed["kind"] == "PodList"
+    assert sleeps == [RETRY_AFTER_CAP_S]
+
+
+def test_transient_server_errors_back_off_then_give_up_with_the_reason() -> None:
+    sleeps = Sleeps()
+    with FaultApi({"pods": [Status(503)]}) as api:
+        with pytest.raises(ApiError) as error:
+            client_for(api, sleeps).get(PODS)
+        assert api.count(PODS) == MAX_ATTEMPTS
+    assert error.value.status == 503
+    assert re.fullmatch(
+        rf"GET {PODS}: HTTP 503 Service Unavailable; gave up after {MAX_ATTEMPTS} attempts "
+        r"in \d+\.\d s",
+        error.value.detail,
+    )
+    assert len(sleeps) == MAX_ATTEMPTS - 1
+    # Exponential backoff with jitter in [0.5, 1] of each step.
+    for attempt, wait in enumerate(sleeps, start=1):
+        full = BACKOFF_BASE_S * 2 ** (attempt - 1)
+        assert full / 2 <= wait <= full
+
+
+@pytest.mark.parametrize("code", [400, 403, 404, 410, 501])
+def test_other_statuses_are_not_retried(code: int) -> None:
+    sleeps = Sleeps()
+    with FaultApi({"pods": [Status(code), OK]}) as api:
+        with pytest.raises(ApiError) as error:
+            client_for(api, sleeps).get(PODS)
+        assert api.count(PODS) == 1
+    assert error.value.status == code and sleeps == []
+
+
+def test_a_wait_beyond_the_budget_is_not_started() -> None:
+    sleeps = Sleeps()
+    with FaultApi({"pods": [Status(429, retry_after="10"), OK]}) as api:
+        with pytest.raises(ApiError) as error:
+            client_for(api, sleeps, retry=RetryPolicy(budget_s=5)).get(PODS)
+        assert api.count(PODS) == 1
+    assert "gave up after 1 attempt in " in error.value.detail
+    assert error.value.detail.endswith("the server asking to wait 10 s")
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("fault", [RESET, TRUNCATED])
+def test_dropped_connections_are_retried(fault: Any) -> None:
+    sleeps = Sleeps()
+    with FaultApi({"pods": [fault, OK]}) as api:
+        assert client_for(api, sleeps).get(PODS)["kind"] == "PodList"
+        assert api.count(PODS) == 2
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [(RESET, "the connection was dropped"), (TRUNCATED, "the response was cut short")],
+)
+def test_dropped_connections_give_up_with_the_reason(fault: Any, reason: str) -> None:
+    with FaultApi({"pods": [fault]}) as api:
+        with pytest.raises(ApiError) as error:
+            client_for(api, Sleeps()).get(PODS)
+        assert api.count(PODS) == MAX_ATTEMPTS
+    assert error.value.detail.startswith(f"GET {PODS}: {reason}")
+    assert f"gave up after {MAX_ATTEMPTS} attempts" in error.value.detail
+
+
+def test_a_timeout_is_not_retried() -> None:
+    sleeps = Sleeps()
+    with FaultApi({"pods": [HANG, OK]}) as api:
+        with pytest.raises(ApiError) as error:
+            client_for(api, sleeps, timeout_s=0.3).get(PODS)
+        assert api.count(PODS) == 1
+    assert error.value.detail == f"GET {PODS}: timed out after 0.3 s"
+    assert sleeps == []
+
+
+def test_a_malformed_body_is_an_error_not_a_crash() -> None:
+    with FaultApi({"pods": [MALFORMED]}) as api:
+        with pytest.raises(ApiError, match="the response is not JSON"):
+            client_for(api, Sleeps()).get(PODS)
+        assert api.count(PODS) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        ("Sat, 28 Nov 2026 12:00:07 GMT", 7.0),
+        ("Sat, 28 Nov 2026 11:00:00 GMT", 0.0),  # in the past: retry now
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_header(header: str | None, seconds: float | None) -> None:
+    now = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after(header, now) == seconds
+
+
+def test_backoff_is_capped() -> None:
+    policy = RetryPolicy()
+    assert policy.delay(1, None, 1.0) == BACKOFF_BASE_S
+    assert policy.delay(30, None, 1.0) == policy.backoff_cap_s
+    assert policy.delay(1, -4.0, 1.0) == 0.0

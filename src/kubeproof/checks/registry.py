@@ -29,6 +29,7 @@ CHECK_MODULES = (
     "network",
     "rbac",
     "availability",
+    "controlplane",
 )
 
 SCOPES = frozenset({"container", "workload", "object", "namespace", "cluster"})

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubeproof.cli.errors import UsageError
 from kubeproof.inventory import Inventory
-from kubeproof.sources.cluster import ClusterError, load_cluster
+from kubeproof.sources.cluster import TIMEOUT_S, ClusterError, load_cluster
 from kubeproof.sources.documents import InputError
 from kubeproof.sources.files import RenderOptions, load_paths
 from kubeproof.sources.kubeconfig import KubeconfigError, load_connection
@@ -42,6 +42,12 @@ def add_input_arguments(parser: Any) -> None:
         help="with --cluster: impersonate USER, to see what that identity can read",
     )
     parser.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"with --cluster: give up on an API request after SECONDS (default {TIMEOUT_S:g})",
+    )
+    parser.add_argument(
         "--values",
         action="append",
         default=[],
@@ -60,6 +66,16 @@ def add_input_arguments(parser: Any) -> None:
     parser.add_argument(
         "--release-namespace", metavar="NAMESPACE", help="namespace passed to helm template"
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600: {text!r}")
+    return value
 
 
 def load_source(arguments: argparse.Namespace) -> Source:
@@ -82,6 +98,8 @@ def _from_files(arguments: argparse.Namespace) -> Source:
         raise UsageError("nothing to read: give PATH... or --cluster")
     if arguments.kubeconfig or arguments.context or arguments.as_user:
         raise UsageError("--kubeconfig, --context and --as only apply with --cluster")
+    if getattr(arguments, "request_timeout", None) is not None:
+        raise UsageError("--request-timeout only applies with --cluster")
     loaded = load_paths(
         arguments.paths,
         RenderOptions(
@@ -102,7 +120,8 @@ def _from_cluster(arguments: argparse.Namespace) -> Source:
     try:
         connection = load_connection(arguments.kubeconfig, arguments.context)
         connection = connection.with_impersonation(arguments.as_user)
-        inventory = load_cluster(connection)
+        timeout = getattr(arguments, "request_timeout", None) or TIMEOUT_S
+        inventory = load_cluster(connection, timeout_s=timeout)
     except (KubeconfigError, ClusterError) as error:
         raise UsageError(str(error)) from None
     name = connection.cluster_name

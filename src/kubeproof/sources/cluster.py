@@ -5,21 +5,32 @@ a kind that could not be read report not_evaluated instead of pass. A server tha
 reached at all, or that rejects the credentials (401), stops the scan: a scan that read
 nothing must never look clean.
 
+Every request is an idempotent GET, so a throttled (429), failing (500, 502, 503, 504) or
+dropped request (connection reset, response cut short) is tried again, with exponential
+backoff or after the server's Retry-After, a bounded number of times within a time budget.
+When the retries run out, the kind is recorded as an error with the reason. A request that
+times out is not retried: it already cost a whole timeout.
+
 Secret data is never read: Secrets are listed as metadata only (PartialObjectMetadata), and
 not at all when the server does not honour that.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import random
 import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -32,6 +43,14 @@ PAGE_SIZE = 500
 WORKERS = 4
 MAX_REQUESTS_PER_SECOND = 50.0
 TIMEOUT_S = 30.0
+# Retries of one GET: attempts in all, the first backoff (doubling, with jitter, up to the
+# cap), the longest Retry-After honoured, and the time after which no retry starts.
+MAX_ATTEMPTS = 4
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 4.0
+RETRY_AFTER_CAP_S = 10.0
+RETRY_BUDGET_S = 30.0
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"
 
@@ -43,10 +62,46 @@ class ClusterError(Exception):
 class ApiError(Exception):
     """One request failed; the kind it was for is recorded as forbidden, not served or error."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, *, retryable: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        # Worth another try (throttled, a transient server error, a dropped connection);
+        # `retry_after` is the server's own wait in seconds, when it gave one.
+        self.retryable = retryable
+        self.retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = MAX_ATTEMPTS
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_cap_s: float = BACKOFF_CAP_S
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
+    budget_s: float = RETRY_BUDGET_S
+
+    def delay(self, attempt: int, retry_after: float | None, jitter: float) -> float:
+        """The wait before attempt `attempt + 1`: the server's Retry-After (capped) when it
+        gave one, else exponential backoff scaled by `jitter` in [0.5, 1]."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap_s)
+        return min(self.backoff_base_s * 2.0 ** (attempt - 1), self.backoff_cap_s) * jitter
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 @dataclass(frozen=True)
@@ -124,16 +179,38 @@ class ApiClient:
         *,
         timeout_s: float = TIMEOUT_S,
         max_requests_per_second: float = MAX_REQUESTS_PER_SECOND,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.connection = connection
         self._timeout_s = timeout_s
         self._rate = _RateLimit(max_requests_per_second)
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
         handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
         if connection.server.startswith("https://"):
             handlers.append(urllib.request.HTTPSHandler(context=ssl_context(connection)))
         self._opener = urllib.request.build_opener(*handlers)
 
     def get(self, path: str, params: dict[str, str] | None = None, accept: str = "") -> Any:
+        """One GET, tried again while the failure is transient and the budget allows."""
+        policy = self._retry
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return self._get_once(path, params, accept)
+            except ApiError as error:
+                if not error.retryable:
+                    raise
+                elapsed = time.monotonic() - started
+                wait = policy.delay(attempt, error.retry_after, random.uniform(0.5, 1.0))
+                if attempt >= policy.max_attempts or elapsed + wait > policy.budget_s:
+                    raise ApiError(error.status, _gave_up(error, attempt, elapsed)) from None
+            self._sleep(wait)
+            attempt += 1
+
+    def _get_once(self, path: str, params: dict[str, str] | None, accept: str) -> Any:
         url = self.connection.server + path + (f"?{urlencode(params)}" if params else "")
         request = urllib.request.Request(url, method="GET")
         request.add_header("Accept", accept or "application/json")
@@ -151,26 +228,49 @@ class ApiClient:
         except urllib.error.HTTPError as error:
             raise self._http_error(error, path) from None
         except urllib.error.URLError as error:
-            if isinstance(error.reason, TimeoutError):
-                raise ApiError(0, f"timed out after {self._timeout_s:.0f} s") from None
-            raise self._unreachable(error.reason) from None
-        except TimeoutError:
-            raise ApiError(0, f"timed out after {self._timeout_s:.0f} s") from None
-        except OSError as error:
-            raise self._unreachable(error) from None
+            raise self._transport_error(error.reason, path) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise self._transport_error(error, path) from None
         try:
             return json.loads(body)
-        except ValueError:
-            raise ApiError(0, "the response is not JSON") from None
+        except (ValueError, RecursionError):
+            raise ApiError(0, f"GET {path}: the response is not JSON") from None
 
     def _http_error(self, error: urllib.error.HTTPError, path: str) -> Exception:
-        error.close()
+        retry_after = parse_retry_after(error.headers.get("Retry-After") if error.headers else None)
+        # The error body is never read; one that breaks while closing changes nothing.
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            error.close()
         if error.code == 401:
             return ClusterError(
                 f"the API server at {self.connection.server} refused the credentials of "
                 f"{self._identity()} (401 Unauthorized)"
             )
-        return ApiError(error.code, f"GET {path}: HTTP {error.code} {error.reason}")
+        api_error = ApiError(
+            error.code,
+            f"GET {path}: HTTP {error.code} {error.reason}",
+            retryable=error.code in RETRYABLE_STATUSES,
+        )
+        api_error.retry_after = retry_after
+        return api_error
+
+    def _transport_error(self, reason: object, path: str) -> Exception:
+        """A failure below HTTP: a timeout, a dropped connection (worth a retry), or a server
+        that cannot be reached at all (which stops the scan)."""
+        if isinstance(reason, TimeoutError):
+            return ApiError(0, f"GET {path}: timed out after {self._timeout_s:g} s")
+        if isinstance(reason, http.client.IncompleteRead):
+            return ApiError(0, f"GET {path}: the response was cut short", retryable=True)
+        if isinstance(
+            reason,
+            ConnectionResetError
+            | ConnectionAbortedError
+            | BrokenPipeError
+            | ssl.SSLEOFError
+            | http.client.HTTPException,
+        ):
+            return ApiError(0, f"GET {path}: the connection was dropped ({reason})", retryable=True)
+        return self._unreachable(reason)
 
     def _unreachable(self, reason: object) -> ClusterError:
         server = self.connection.server
@@ -402,12 +502,16 @@ def load_cluster(
     workers: int = WORKERS,
     max_requests_per_second: float = MAX_REQUESTS_PER_SECOND,
     timeout_s: float = TIMEOUT_S,
+    retry: RetryPolicy | None = None,
 ) -> Inventory:
     """Everything the checks read, with per-kind coverage. Raises ClusterError when the
-    server cannot be reached or refuses the credentials."""
+    server cannot be reached or refuses the credentials, or when no kind could be read."""
     specs = tuple(specs)
     client = ApiClient(
-        connection, timeout_s=timeout_s, max_requests_per_second=max_requests_per_second
+        connection,
+        timeout_s=timeout_s,
+        max_requests_per_second=max_requests_per_second,
+        retry=retry,
     )
     # Fails fast, before any thread starts, when the server is unreachable or says 401.
     discovery = discover(client, specs)
@@ -435,8 +539,23 @@ def load_cluster(
 def _nothing_read(connection: ClusterConnection, coverage: Coverage) -> str:
     states = sorted({entry.state for entry in coverage.kinds.values()})
     who = f" as {connection.impersonate_user}" if connection.impersonate_user else ""
-    return (
+    message = (
         f"could not list any of the {len(coverage.kinds)} kinds kubeproof reads from "
-        f"{connection.server}{who} ({', '.join(states)}): check the identity's RBAC "
-        "(deploy/rbac/scanner-clusterrole.yaml is the read-only role kubeproof needs)"
+        f"{connection.server}{who} ({', '.join(states)})"
     )
+    errors = [entry for entry in coverage.kinds.values() if entry.state == "error"]
+    if errors:
+        first = errors[0]
+        message += f"; for example {first.kind}: {first.detail}"
+    if "forbidden" in states:
+        message += (
+            ": check the identity's RBAC "
+            "(deploy/rbac/scanner-clusterrole.yaml is the read-only role kubeproof needs)"
+        )
+    return message
+
+
+def _gave_up(error: ApiError, attempts: int, elapsed: float) -> str:
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    asked = f", the server asking to wait {error.retry_after:g} s" if error.retry_after else ""
+    return f"{error.detail}; gave up after {tries} in {elapsed:.1f} s{asked}"
