@@ -13,11 +13,22 @@ from kubeproof.analysis.netpol import (
     EGRESS,
     INGRESS,
     NetworkPolicy,
+    Rule,
+    SelectorPeer,
     isolating,
     policies_by_namespace,
     read_policy,
     running_workloads_in,
     runs_pods,
+)
+from kubeproof.analysis.reachability import (
+    blocks_cover_internet,
+    describe_ports,
+    endpoint_of,
+    ip_blocks,
+    peer_admits_any_namespace,
+    rule_ports_for,
+    rule_ports_without_pod,
 )
 from kubeproof.checks.registry import NotApplicable, Violation, check
 from kubeproof.inventory import K8sObject, Workload
@@ -157,3 +168,98 @@ def policy_selects_no_workload(obj: K8sObject, context: Context) -> Iterator[Vio
         "been relabelled out of its protection",
         "spec.podSelector",
     )
+
+
+# --- what the isolating policies let through -------------------------------------------
+# These checks judge workloads that network.workload-ingress-not-isolated (or, for egress,
+# network.workload-egress-unrestricted) passes: one that is not isolated at all is open to
+# everything, and that check already reports it, once.
+
+
+def _isolating_rules(
+    workload: Workload, context: Context, direction: str
+) -> list[tuple[NetworkPolicy, Rule]]:
+    if not runs_pods(workload) or workload.pod_spec.get("hostNetwork") is True:
+        raise NotApplicable
+    policies = isolating(
+        context.derived("netpol", policies_by_namespace).get(workload.namespace, []),
+        workload.namespace,
+        workload.pod_labels,
+        direction,
+    )
+    if not policies or any(p.open_rules(direction) for p in policies):
+        raise NotApplicable
+    return [(p, rule) for p in policies for rule in p.typed_rules(direction)]
+
+
+def _any_namespace_peers(rule: Rule) -> str | None:
+    """How a rule admits pods of any namespace, or None when it does not."""
+    if rule.peers is None:
+        return "it has no from, so it admits every source"
+    described = []
+    for position, peer in enumerate(rule.peers):
+        if isinstance(peer, SelectorPeer) and peer_admits_any_namespace(peer):
+            pods = "every pod" if not peer.pod_selector else "pods matching its podSelector"
+            described.append(
+                f"from[{position}] admits {pods} of any namespace (its namespaceSelector "
+                "matches even a new, unlabelled namespace)"
+            )
+    return "; ".join(described) or None
+
+
+@check("network.workload-reachable-from-any-namespace")
+def workload_reachable_from_any_namespace(
+    workload: Workload, context: Context
+) -> Iterator[Violation]:
+    endpoint = endpoint_of(0, workload)
+    for policy, rule in _isolating_rules(workload, context, INGRESS):
+        how = _any_namespace_peers(rule)
+        ports = rule_ports_for(rule, endpoint)
+        if how is not None and ports:
+            yield Violation(
+                f"NetworkPolicy {policy.name} spec.ingress[{rule.index}]: {how}, "
+                f"on {describe_ports(ports)}"
+            )
+
+
+@check("network.workload-reachable-from-internet")
+def workload_reachable_from_internet(workload: Workload, context: Context) -> Iterator[Violation]:
+    endpoint = endpoint_of(0, workload)
+    admitting = [
+        (policy, rule)
+        for policy, rule in _isolating_rules(workload, context, INGRESS)
+        if rule_ports_for(rule, endpoint)
+    ]
+    for policy, rule in admitting:
+        if rule.peers is None:
+            yield Violation(
+                f"NetworkPolicy {policy.name} spec.ingress[{rule.index}] has no from, so it "
+                f"admits every address, the internet included, on "
+                f"{describe_ports(rule_ports_for(rule, endpoint))}"
+            )
+    # Address ranges add up across rules and policies: 0.0.0.0/1 here and 128.0.0.0/1
+    # there admit the whole internet as surely as one 0.0.0.0/0.
+    blocks = [(policy, rule, block) for policy, rule in admitting for block in ip_blocks(rule)]
+    if blocks and blocks_cover_internet(b for _, _, b in blocks):
+        where = "; ".join(
+            f"NetworkPolicy {policy.name} spec.ingress[{rule.index}] ipBlock {block} on "
+            f"{describe_ports(rule_ports_for(rule, endpoint))}"
+            for policy, rule, block in blocks
+        )
+        yield Violation(f"ipBlock peers admit every public internet address: {where}")
+
+
+@check("network.workload-egress-to-internet")
+def workload_egress_to_internet(workload: Workload, context: Context) -> Iterator[Violation]:
+    every_port = [
+        (policy, rule)
+        for policy, rule in _isolating_rules(workload, context, EGRESS)
+        if rule_ports_without_pod(rule).is_all()
+    ]
+    blocks = [(policy, rule, block) for policy, rule in every_port for block in ip_blocks(rule)]
+    if blocks and blocks_cover_internet(b for _, _, b in blocks):
+        where = "; ".join(
+            f"NetworkPolicy {policy.name} spec.egress[{rule.index}] ipBlock {block}"
+            for policy, rule, block in blocks
+        )
+        yield Violation(f"egress rules allow every port to every public internet address: {where}")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kubeproof import __version__
-from kubeproof.cli import catalogue, rbac, scan
+from kubeproof.cli import catalogue, netpol, rbac, scan
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.register(commands)
     catalogue.register(commands)
     rbac.register(commands)
+    netpol.register(commands)
     return parser
 
 
