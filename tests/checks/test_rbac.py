@@ -72,6 +72,16 @@ def group(name: str) -> dict[str, str]:
     return {"kind": "Group", "name": name, "apiGroup": "rbac.authorization.k8s.io"}
 
 
+def deployment(name: str, service_account: str, namespace: str = "team") -> dict[str, Any]:
+    pod = {"serviceAccountName": service_account, "containers": [{"name": "app", "image": "a"}]}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": {"spec": pod}},
+    }
+
+
 def sa(name: str, namespace: str | None = None) -> dict[str, str]:
     subject = {"kind": "ServiceAccount", "name": name}
     if namespace:
@@ -716,6 +726,28 @@ CASES = [
         role("sa-admin", r(["create", "get"], ["serviceaccounts"])),
         Role__team__sa_admin="pass",
     ),
+    # -- rbac.workload-service-account-privileged --------------------------------------
+    case(
+        "rbac.workload-service-account-privileged",
+        "fail-pods-read-secrets",
+        deployment("app", "reader"),
+        role("secrets", r(["get", "list"], ["secrets"])),
+        rb("app-secrets", "Role", "secrets", sa("reader")),
+        Deployment__team__app="fail",
+        says=(
+            "pods run as ServiceAccount team/reader, whose token gives a compromised "
+            "container: read secrets (get, list on secrets) in namespace team "
+            "(RoleBinding team/app-secrets -> Role team/secrets rules[0])",
+        ),
+    ),
+    case(
+        "rbac.workload-service-account-privileged",
+        "pass-config-reader",
+        deployment("app", "reader"),
+        role("config", r(["get", "list", "watch"], ["configmaps"])),
+        rb("app-config", "Role", "config", sa("reader")),
+        Deployment__team__app="pass",
+    ),
 ]
 
 
@@ -899,12 +931,20 @@ def test_the_catalogue_entries_are_complete() -> None:
         if check.spec.group != "rbac":
             continue
         spec = check.spec
-        assert spec.scope == "object"
-        assert set(spec.kinds) in (
-            {"ClusterRoleBinding", "RoleBinding"},
-            {"ClusterRole", "Role"},
-            {"ClusterRole"},
-        )
+        if spec.id == "rbac.workload-service-account-privileged":
+            assert spec.scope == "workload" and set(spec.needs) == {
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            }
+        else:
+            assert spec.scope == "object"
+            assert set(spec.kinds) in (
+                {"ClusterRoleBinding", "RoleBinding"},
+                {"ClusterRole", "Role"},
+                {"ClusterRole"},
+            )
         assert spec.remediation and spec.description
         for rationale in spec.criteria.values():
             assert rationale.endswith(".") and rationale.count(". ") == 0

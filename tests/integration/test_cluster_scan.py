@@ -265,7 +265,9 @@ def test_forbidden_kinds_make_checks_not_evaluated_and_criteria_incomplete(
     # The RBAC findings the admin scan had are unseen here: never passed, said once per check.
     rbac = [r for r in report["results"] if r["check"].startswith("rbac.")]
     assert rbac
-    assert {(r["status"], r["subject"]["kind"]) for r in rbac} == {("not_evaluated", "Cluster")}
+    assert {r["status"] for r in rbac} == {"not_evaluated"}
+    # Object-scope checks say it once per check (workload-scope ones also per workload).
+    assert "Cluster" in {r["subject"]["kind"] for r in rbac}
 
 
 def test_an_identity_with_no_rbac_at_all_cannot_produce_a_report(

@@ -9,13 +9,20 @@ admin/edit/view and for roles made to exercise transitivity, order and duplicate
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import pytest
 import yaml
 from controlplane import ControlPlane, wait_for
+from rbac_helpers import (
+    COLLECTIONS,
+    RBAC,
+    aggregation_disagreements,
+    rule_contents,
+    server_allows,
+    service_account_user,
+)
 
-from kubeproof.analysis.rbac import RbacIndex, is_aggregated, listed_rules
+from kubeproof.analysis.rbac import RbacIndex, listed_rules
 from kubeproof.inventory import Inventory, K8sObject
 
 pytestmark = pytest.mark.integration
@@ -23,7 +30,6 @@ pytestmark = pytest.mark.integration
 
 NS = "rbac-sar"
 OTHER = "rbac-sar-other"
-RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 FIXTURES = f"""
 apiVersion: rbac.authorization.k8s.io/v1
@@ -120,28 +126,11 @@ subjects:
 - {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:serviceaccounts:{NS}"}}
 """
 
-COLLECTIONS = {
-    "ClusterRole": f"{RBAC}/clusterroles",
-    "ClusterRoleBinding": f"{RBAC}/clusterrolebindings",
-    "Role": f"{RBAC}/namespaces/{{namespace}}/roles",
-    "RoleBinding": f"{RBAC}/namespaces/{{namespace}}/rolebindings",
-}
-
-
-def _service_account(namespace: str) -> tuple[str, list[str]]:
-    groups = [
-        "system:serviceaccounts",
-        f"system:serviceaccounts:{namespace}",
-        "system:authenticated",
-    ]
-    return f"system:serviceaccount:{namespace}:app", groups
-
-
 USERS = [
     ("alice", []),
     ("bob", ["devs"]),
-    _service_account(NS),
-    _service_account(OTHER),
+    service_account_user(NS),
+    service_account_user(OTHER),
     ("carol", ["system:authenticated"]),
 ]
 RESOURCE_REQUESTS = [
@@ -201,26 +190,6 @@ def _read_rbac(control_plane: ControlPlane) -> RbacIndex:
     return RbacIndex(Inventory(objects))
 
 
-def _rule_contents(rules: Any) -> list[tuple[tuple[str, ...], ...]]:
-    return [
-        (r.verbs, r.api_groups, r.resources, r.resource_names, r.non_resource_urls) for r in rules
-    ]
-
-
-def _aggregation_disagreements(index: RbacIndex) -> list[str]:
-    """Aggregated ClusterRoles whose computed rules differ from what the controller wrote."""
-    differences = []
-    for role in index.cluster_roles():
-        if not is_aggregated(role):
-            continue
-        name = role.name
-        written = _rule_contents(listed_rules(role).rules)
-        computed = _rule_contents(index.aggregated_rules(role).rules)
-        if written != computed:
-            differences.append(f"{name}: controller wrote {written}, computed {computed}")
-    return differences
-
-
 @pytest.fixture(scope="module")
 def rbac(control_plane: ControlPlane) -> RbacIndex:
     _apply_fixtures(control_plane)
@@ -228,15 +197,13 @@ def rbac(control_plane: ControlPlane) -> RbacIndex:
     def converged() -> RbacIndex | None:
         index = _read_rbac(control_plane)
         top = index.cluster_role("sar-agg-top")
-        ready = (
-            top is not None and listed_rules(top).rules and not _aggregation_disagreements(index)
-        )
+        ready = top is not None and listed_rules(top).rules and not aggregation_disagreements(index)
         return index if ready else None
 
     try:
         return wait_for(converged, "the aggregation controller to agree with the model", 30)
     except AssertionError:
-        differences = _aggregation_disagreements(_read_rbac(control_plane))
+        differences = aggregation_disagreements(_read_rbac(control_plane))
         raise AssertionError("aggregation differs:\n" + "\n".join(differences)) from None
 
 
@@ -260,30 +227,16 @@ def _model_allows(index: RbacIndex, user: str, groups: list[str], **request: str
     return False
 
 
-def _server_allows(
-    control_plane: ControlPlane, user: str, groups: list[str], **request: str
-) -> bool:
-    spec: dict[str, Any] = {"user": user, "groups": groups}
-    if "path" in request:
-        spec["nonResourceAttributes"] = request
-    else:
-        spec["resourceAttributes"] = request
-    review = control_plane.create(
-        "/apis/authorization.k8s.io/v1/subjectaccessreviews", {"spec": spec}
-    )
-    return bool(review["status"].get("allowed"))
-
-
 def test_aggregation_matches_the_controller(rbac: RbacIndex) -> None:
     # The fixture waited for agreement; check the cases it was meant to cover did occur.
     top = rbac.cluster_role("sar-agg-top")
     admin = rbac.cluster_role("admin")
     assert top is not None and admin is not None
-    contents = _rule_contents(rbac.aggregated_rules(top).rules)
+    contents = rule_contents(rbac.aggregated_rules(top).rules)
     # Transitive (leaf-a through agg-mid), duplicates once, never itself.
     assert [c[2] for c in contents] == [("configmaps",), ("secrets",), ("deployments",)]
     assert len(rbac.aggregated_rules(admin).rules) > 10
-    assert not _aggregation_disagreements(rbac)
+    assert not aggregation_disagreements(rbac)
 
 
 def test_resource_decisions_match_subject_access_review(
@@ -303,7 +256,7 @@ def test_resource_decisions_match_subject_access_review(
             "name": name,
             "namespace": namespace,
         }
-        server = _server_allows(control_plane, user, groups, **attributes)
+        server = server_allows(control_plane, user, groups, **attributes)
         model = _model_allows(rbac, user, groups, **attributes)
         allowed += server
         if server != model:
@@ -317,7 +270,7 @@ def test_non_resource_decisions_match_subject_access_review(
 ) -> None:
     disagreements = []
     for (user, groups), (verb, path) in itertools.product(USERS, NON_RESOURCE_REQUESTS):
-        server = _server_allows(control_plane, user, groups, verb=verb, path=path)
+        server = server_allows(control_plane, user, groups, verb=verb, path=path)
         model = _model_allows(rbac, user, groups, verb=verb, path=path)
         if server != model:
             disagreements.append(f"{user} {verb} {path}: server {server}, model {model}")

@@ -25,8 +25,10 @@ from kubeproof.analysis.rbac import (
     rule_allows,
     rule_allows_some_name,
 )
+from kubeproof.analysis.rbac_access import Identity, RbacAccess
 from kubeproof.checks.registry import NotApplicable, NotEvaluated, Violation, check
-from kubeproof.inventory import K8sObject
+from kubeproof.checks.workload import _service_account_name, _token_mount
+from kubeproof.inventory import K8sObject, Workload
 
 if TYPE_CHECKING:
     from kubeproof.engine import Context
@@ -367,14 +369,26 @@ def _judge_role(
         raise NotEvaluated("; ".join(ruleset.problems))
 
 
-def _role_allows(role: K8sObject, ctx: Context, accesses: Sequence[Access]) -> Iterator[Violation]:
+def _role_allows(
+    role: K8sObject,
+    ctx: Context,
+    accesses: Sequence[Access],
+    consequence: Callable[[], str] | None = None,
+) -> Iterator[Violation]:
+    """`consequence`, computed once and only for a role that allows something, ends each
+    message (what the permission leads to)."""
     applicable = [a for a in accesses if role.kind == "ClusterRole" or not a.cluster_scoped]
 
     def describe(rule: PolicyRule) -> str | None:
         granted = _granted(rule, applicable)
         return f"allows {'; '.join(granted)}" if granted else None
 
-    yield from _judge_role(role, ctx, describe)
+    said: list[str] = []
+    for violation in _judge_role(role, ctx, describe):
+        if consequence is not None:
+            said = said or [consequence()]
+            violation = Violation(violation.message + said[0], violation.path)
+        yield violation
 
 
 def wildcard_fields(rule: PolicyRule) -> list[str]:
@@ -422,7 +436,49 @@ POD_CREATE = (
 
 @check("rbac.pod-create")
 def pod_create(role: K8sObject, ctx: Context) -> Iterator[Violation]:
-    yield from _role_allows(role, ctx, POD_CREATE)
+    yield from _role_allows(role, ctx, POD_CREATE, lambda: _pod_create_reach(role, ctx))
+
+
+def _pod_create_reach(role: K8sObject, ctx: Context) -> str:
+    """Pods run as any service account of their namespace, chosen by whoever writes the
+    pod: the accounts a role's pod creation reaches, and their dangerous permissions."""
+    index = ctx.derived("rbac", RbacIndex)
+    bindings = index.bindings_of(role)
+    if not bindings:
+        return ""
+    if any(b.kind == "ClusterRoleBinding" for b in bindings):
+        namespaces, where = ctx.inventory.namespaces(), "in every namespace"
+    else:
+        namespaces = sorted({b.namespace for b in bindings if b.namespace})
+        where = f"in namespace {', '.join(namespaces)}"
+    reached = []
+    accounts = 0
+    for namespace in namespaces:
+        for name in _service_accounts_in(ctx, namespace):
+            accounts += 1
+            dangers = service_account_dangers(ctx, namespace, name)
+            if dangers.grants:
+                more = len(dangers.grants) - 1
+                rest = f" and {more} more" if more else ""
+                reached.append(f"ServiceAccount {namespace}/{name}: {dangers.grants[0]}{rest}")
+    if not reached:
+        return (
+            f"; pods it creates {where} may run as any service account there, none of the "
+            f"{accounts} in the input holding a dangerous permission"
+        )
+    return (
+        f"; pods it creates {where} may run as any service account there, reaching "
+        f"{_listed(reached, 3)}"
+    )
+
+
+def _service_accounts_in(ctx: Context, namespace: str) -> list[str]:
+    """The accounts a pod in the namespace may name: those in the input, those its
+    workloads use, and `default`, which every namespace has."""
+    names = {obj.name for obj in ctx.inventory.in_namespace("ServiceAccount", namespace)}
+    names.update(_service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
+    names.add("default")
+    return sorted(names)
 
 
 # `get` on exec and attach: API servers before the WebSocket upgrade check (on by default
@@ -529,3 +585,124 @@ SERVICE_ACCOUNT_TOKEN_CREATE = (Access(("create",), "", "serviceaccounts", "toke
 @check("rbac.service-account-token-create")
 def service_account_token_create(role: K8sObject, ctx: Context) -> Iterator[Violation]:
     yield from _role_allows(role, ctx, SERVICE_ACCOUNT_TOKEN_CREATE)
+
+
+# -- what a workload's identity may do ----------------------------------------------------
+
+BINDING_WRITE = (
+    Access(("create", "update", "patch"), RBAC, "rolebindings", for_some_name=False),
+    Access(
+        ("create", "update", "patch"),
+        RBAC,
+        "clusterrolebindings",
+        for_some_name=False,
+        cluster_scoped=True,
+    ),
+)
+# What makes a stolen token dangerous, in the order messages list it.
+DANGERS: tuple[tuple[str, Sequence[Access]], ...] = (
+    ("read secrets", SECRETS_READ),
+    ("escalate, bind or impersonate", PRIVILEGE_ESCALATION),
+    ("write role bindings", BINDING_WRITE),
+    ("create pods", POD_CREATE),
+    ("run commands in pods", POD_EXEC),
+    ("proxy to nodes", NODE_PROXY),
+    ("approve certificate requests", CSR_APPROVAL),
+    ("write admission webhooks or policies", ADMISSION_CONFIGURATION_WRITE),
+    ("create service account tokens", SERVICE_ACCOUNT_TOKEN_CREATE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DangerousGrant:
+    """One dangerous permission an identity holds, where, and through which path."""
+
+    what: str  # e.g. "every permission", "read secrets (get, list on secrets)"
+    scope: str  # "cluster-wide" | "in namespace X"
+    path: str  # binding -> role -> rule
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.scope} ({self.path})"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityDangers:
+    grants: tuple[DangerousGrant, ...]
+    unknown: tuple[str, ...]  # bindings naming the identity whose role could not be read
+
+
+def _access(ctx: Context) -> RbacAccess:
+    return ctx.derived("rbac-access", lambda _: RbacAccess(ctx.derived("rbac", RbacIndex)))
+
+
+def service_account_dangers(ctx: Context, namespace: str, name: str) -> IdentityDangers:
+    """The dangerous permissions of a service account's token, its implicit groups
+    included; computed once per account per scan."""
+    cache = ctx.derived("rbac-service-account-dangers", lambda _: {})
+    key = (namespace, name)
+    if key not in cache:
+        cache[key] = _dangers(_access(ctx), Identity.service_account(namespace, name))
+    found: IdentityDangers = cache[key]
+    return found
+
+
+def _dangers(access: RbacAccess, identity: Identity) -> IdentityDangers:
+    grants: list[DangerousGrant] = []
+    unknown: list[str] = []
+    for resolved, subject in access.bindings_naming(identity):
+        via = f" via {subject}" if subject.kind == "Group" else ""
+        if not resolved.rules_known:
+            unknown.append(f"{resolved.label} -> {resolved.role_label}{via}")
+            continue
+        everything = grants_everything(resolved.rules)
+        if everything is not None:
+            path = _binding_path(resolved, everything) + via
+            grants.append(DangerousGrant("every permission", resolved.scope, path))
+            continue
+        for label, accesses in DANGERS:
+            applicable = [a for a in accesses if resolved.namespace is None or not a.cluster_scoped]
+            for rule in resolved.rules:
+                granted = _granted(rule, applicable)
+                if granted:
+                    what = f"{label} ({'; '.join(granted)})"
+                    path = _binding_path(resolved, rule) + via
+                    grants.append(DangerousGrant(what, resolved.scope, path))
+                    break  # one path per danger per binding is enough to act on
+    return IdentityDangers(tuple(grants), tuple(unknown))
+
+
+def _listed(items: Sequence[object], limit: int = 4) -> str:
+    shown = "; ".join(str(item) for item in items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _token_note(workload: Workload, ctx: Context) -> str:
+    """Whether the pod holds the token, said in the message rather than passed silently."""
+    try:
+        mount = _token_mount(workload, ctx)
+    except NotEvaluated as unknown:
+        return f"; whether its token is mounted is not known: {unknown}"
+    if mount.mounted:
+        return ""
+    return (
+        f"; its token is not mounted ({mount.why}), so a compromised container cannot use it "
+        "directly, but anyone who can create pods in the namespace can still mount it"
+    )
+
+
+@check("rbac.workload-service-account-privileged")
+def workload_service_account_privileged(workload: Workload, ctx: Context) -> Iterator[Violation]:
+    name = _service_account_name(workload)
+    dangers = service_account_dangers(ctx, workload.namespace, name)
+    if not dangers.grants:
+        if dangers.unknown:
+            raise NotEvaluated(
+                f"ServiceAccount {workload.namespace}/{name} is bound to roles that are not "
+                f"in the input, so what its token allows is unknown: {_listed(dangers.unknown)}"
+            )
+        return
+    yield Violation(
+        f"pods run as ServiceAccount {workload.namespace}/{name}, whose token gives a "
+        f"compromised container: {_listed(dangers.grants)}{_token_note(workload, ctx)}",
+        "serviceAccountName",
+    )
