@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kubeproof import __version__
-from kubeproof.cli import catalogue, netpol, rbac, scan
+from kubeproof.cli import catalogue, evidence, history, netpol, rbac, scan
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     scan.register(commands)
     catalogue.register(commands)
+    history.register(commands)
+    evidence.register(commands)
     rbac.register(commands)
     netpol.register(commands)
     return parser

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from kubeproof import frameworks
+from kubeproof.cli import database
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, EXIT_USAGE, UsageError
 from kubeproof.cli.inputs import add_input_arguments, load_source
 from kubeproof.engine import parse_pss_version
@@ -52,6 +53,12 @@ def register(commands: Any) -> None:
         help="exit 1 when a result fails at or above this severity "
         "(default info: any failure; none: never)",
     )
+    database.add_db_argument(parser)
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record the scan in the evidence store (implied by --db and $KUBEPROOF_DB)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -61,6 +68,7 @@ def run(arguments: argparse.Namespace) -> int:
         pss_version = parse_pss_version(arguments.pss_version)
     except (frameworks.UnknownFramework, ValueError) as error:
         raise UsageError(str(error.args[0])) from None
+    store = database.recording_store(arguments)  # before scanning: a bad --db fails fast
     source = load_source(arguments)
     # The objects live until the process ends: keep the cyclic garbage collector from
     # walking millions of them again and again while results pile up (a third of the
@@ -76,6 +84,8 @@ def run(arguments: argparse.Namespace) -> int:
         files=source.files,
     )
     write_report(report, arguments.format, arguments.output)
+    if store is not None:
+        database.record(store, report, source)
     for problem in source.errors:
         print(f"kubeproof: input error: {problem}", file=sys.stderr)
     unread = sorted(

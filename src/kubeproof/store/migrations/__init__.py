@@ -1,0 +1,1 @@
+"""Alembic migrations of the evidence store (run by kubeproof.store.migrate)."""

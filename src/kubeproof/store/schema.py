@@ -1,0 +1,189 @@
+"""The evidence store's tables (SQLAlchemy 2 typed ORM). Changing them needs an Alembic
+revision under migrations/versions/.
+
+Append-only evidence: `scans` and `results` are written once, and each scan is covered by
+an entry of the hash-chained `ledger`. `subjects`, `findings` and `finding_events` are the
+current state and its history, derived from the scans in the order they were recorded.
+The ledger's `entry_type` leaves room for other evidence (exceptions, decisions) to be
+chained the same way by later revisions.
+
+Namespaces and containers are stored as "" when absent, so that unique keys over them
+behave the same on every database (NULLs never compare equal).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAME = 253  # a Kubernetes name's maximum length
+FINGERPRINT = 32
+DIGEST = 64
+
+
+def _time() -> Any:
+    return DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ScanRow(Base):
+    """One recorded scan: where, when, by what, and how much of the source could be read."""
+
+    __tablename__ = "scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(NAME), index=True)
+    sources: Mapped[list[str]] = mapped_column(JSON)
+    framework: Mapped[str] = mapped_column(String(100))
+    catalogue_digest: Mapped[str] = mapped_column(String(DIGEST))
+    tool_version: Mapped[str] = mapped_column(String(50))
+    pss_version: Mapped[str | None] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(_time())
+    finished_at: Mapped[datetime | None] = mapped_column(_time())
+    recorded_at: Mapped[datetime] = mapped_column(_time())
+    objects: Mapped[int] = mapped_column(Integer)
+    files: Mapped[int] = mapped_column(Integer)
+    # [{kind, state, detail}] sorted by kind; kinds not listed are complete when
+    # coverage_complete_by_default (files) and unread otherwise (a cluster).
+    coverage: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    coverage_complete_by_default: Mapped[bool]
+    input_errors: Mapped[int] = mapped_column(Integer)
+    result_count: Mapped[int] = mapped_column(Integer)
+    totals: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
+class ResultRow(Base):
+    """One result of one check for one subject in one scan, as the engine judged it."""
+
+    __tablename__ = "results"
+    __table_args__ = (Index("ix_results_scan_fingerprint", "scan_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT), index=True)
+    check_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(10))
+    api_version: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(NAME))
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    container: Mapped[str] = mapped_column(String(NAME))
+    message: Mapped[str] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    location_file: Mapped[str | None] = mapped_column(Text)
+    location_line: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class SubjectRow(Base):
+    """A subject (top-owner workload, namespace, object) as seen over time in a cluster."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("cluster", "kind", "namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(NAME))
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    first_seen: Mapped[datetime] = mapped_column(_time())
+    first_scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    last_seen: Mapped[datetime] = mapped_column(_time())
+    last_scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    # Set when a scan that could read the subject's whole kind no longer found it.
+    deleted_at: Mapped[datetime | None] = mapped_column(_time())
+    deleted_scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+
+
+class FindingRow(Base):
+    """A failing (check, subject) in a cluster, from the scan that first saw it fail to
+    the scan that saw it pass (resolved) or its subject gone (deleted)."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        UniqueConstraint("cluster", "fingerprint"),
+        Index("ix_findings_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(NAME))
+    fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT))
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
+    check_id: Mapped[str] = mapped_column(String(100))
+    severity: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(NAME))
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    container: Mapped[str] = mapped_column(String(NAME))
+    state: Mapped[str] = mapped_column(String(10))  # open | resolved | deleted
+    first_seen: Mapped[datetime] = mapped_column(_time())
+    first_scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    last_seen: Mapped[datetime] = mapped_column(_time())  # last scan that saw it fail
+    last_scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    last_status: Mapped[str] = mapped_column(String(20))  # in the latest scan that judged it
+    message: Mapped[str] = mapped_column(Text)  # the latest failing message (redacted)
+    closed_at: Mapped[datetime | None] = mapped_column(_time())
+    closed_scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    reopened: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FindingEventRow(Base):
+    """What a scan did to a finding: opened, reopened, resolved or deleted."""
+
+    __tablename__ = "finding_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id"), index=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    at: Mapped[datetime] = mapped_column(_time())
+    event: Mapped[str] = mapped_column(String(10))
+
+
+class LedgerEntryRow(Base):
+    """One link of the hash chain: entry_hash = SHA-256(canonical content, prev_hash)."""
+
+    __tablename__ = "ledger"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entry_type: Mapped[str] = mapped_column(String(20))  # scan (later: exception, decision)
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"), unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(_time())
+    prev_hash: Mapped[str] = mapped_column(String(DIGEST))
+    entry_hash: Mapped[str] = mapped_column(String(DIGEST), unique=True)
+
+
+class LedgerHeadRow(Base):
+    """The single row writers lock to append in turn; it also remembers the newest entry,
+    so that dropping the last entries is detected too."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    entry_hash: Mapped[str] = mapped_column(String(DIGEST))
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model: bulk inserts through Core skip the ORM's per-row work."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
