@@ -103,7 +103,8 @@ def test_namespaces_and_defaulting() -> None:
         ]
     )
     assert inventory.namespaces() == ["a", "b", "default"]
-    assert inventory.namespace_labels("a") == {"x": "y"}
+    assert inventory.namespace_labels("a") == {"x": "y", "kubernetes.io/metadata.name": "a"}
+    assert inventory.namespace_labels("absent") == {"kubernetes.io/metadata.name": "absent"}
     (defaulted,) = [o for o in inventory if o.name == "d"]
     assert defaulted.namespace_defaulted
     (role,) = inventory.of_kind("ClusterRole")

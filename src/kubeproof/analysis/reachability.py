@@ -50,11 +50,11 @@ from kubeproof.analysis.netpol import (
     runs_pods,
 )
 from kubeproof.inventory import Inventory, Workload
+from kubeproof.inventory.index import NAMESPACE_NAME_LABEL
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 from kubeproof.inventory.selectors import selector_matches
 
 # The API server sets this label on every namespace, to its name, and it cannot be changed.
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 # --- port sets ---------------------------------------------------------------------------
 
@@ -457,9 +457,7 @@ class Reachability:
         return sorted(n for n in self._in_namespace if self.inventory.namespace_object(n) is None)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
-        labels = dict(self.inventory.namespace_labels(namespace))
-        labels[NAMESPACE_NAME_LABEL] = namespace
-        return labels
+        return self.inventory.namespace_labels(namespace)
 
     def _record_isolation(self, policy: NetworkPolicy) -> None:
         if not policy.well_formed or not policy.policy_types:

@@ -27,7 +27,7 @@ from kubeproof.analysis.rbac import (
 )
 from kubeproof.analysis.rbac_access import Identity, RbacAccess
 from kubeproof.checks.registry import NotApplicable, NotEvaluated, Violation, check
-from kubeproof.checks.workload import _service_account_name, _token_mount
+from kubeproof.checks.workload import service_account_name, token_mount
 from kubeproof.inventory import K8sObject, Workload
 
 if TYPE_CHECKING:
@@ -476,7 +476,7 @@ def _service_accounts_in(ctx: Context, namespace: str) -> list[str]:
     """The accounts a pod in the namespace may name: those in the input, those its
     workloads use, and `default`, which every namespace has."""
     names = {obj.name for obj in ctx.inventory.in_namespace("ServiceAccount", namespace)}
-    names.update(_service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
+    names.update(service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
     names.add("default")
     return sorted(names)
 
@@ -679,7 +679,7 @@ def _listed(items: Sequence[object], limit: int = 4) -> str:
 def _token_note(workload: Workload, ctx: Context) -> str:
     """Whether the pod holds the token, said in the message rather than passed silently."""
     try:
-        mount = _token_mount(workload, ctx)
+        mount = token_mount(workload, ctx)
     except NotEvaluated as unknown:
         return f"; whether its token is mounted is not known: {unknown}"
     if mount.mounted:
@@ -692,7 +692,7 @@ def _token_note(workload: Workload, ctx: Context) -> str:
 
 @check("rbac.workload-service-account-privileged")
 def workload_service_account_privileged(workload: Workload, ctx: Context) -> Iterator[Violation]:
-    name = _service_account_name(workload)
+    name = service_account_name(workload)
     dangers = service_account_dangers(ctx, workload.namespace, name)
     if not dangers.grants:
         if dangers.unknown:

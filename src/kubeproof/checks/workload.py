@@ -302,7 +302,7 @@ def default_namespace(workload: Workload, ctx: Context) -> Iterator[Violation]:
 # --- service accounts ---------------------------------------------------------------------
 
 
-def _service_account_name(workload: Workload) -> str:
+def service_account_name(workload: Workload) -> str:
     spec = workload.pod_spec
     return (
         as_str(spec.get("serviceAccountName"))
@@ -312,7 +312,7 @@ def _service_account_name(workload: Workload) -> str:
 
 
 def _service_account(workload: Workload, ctx: Context) -> K8sObject | None:
-    name = _service_account_name(workload)
+    name = service_account_name(workload)
     for obj in ctx.inventory.in_namespace("ServiceAccount", workload.namespace):
         if obj.name == name:
             return obj
@@ -320,21 +320,21 @@ def _service_account(workload: Workload, ctx: Context) -> K8sObject | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _TokenMount:
+class TokenMount:
     mounted: bool
     why: str  # which object decides, for messages
 
 
-def _token_mount(workload: Workload, ctx: Context) -> _TokenMount:
+def token_mount(workload: Workload, ctx: Context) -> TokenMount:
     """Whether the API token is mounted into the pod: the pod's own setting wins, then
     the service account's, then Kubernetes mounts it. Raises NotEvaluated when that
     depends on a ServiceAccount that was not seen."""
     pod_setting = workload.pod_spec.get("automountServiceAccountToken")
     if isinstance(pod_setting, bool):
-        return _TokenMount(
+        return TokenMount(
             pod_setting, f"the pod sets automountServiceAccountToken {str(pod_setting).lower()}"
         )
-    name = _service_account_name(workload)
+    name = service_account_name(workload)
     account = _service_account(workload, ctx)
     if account is None:
         gap = ctx.inventory.coverage.gap(["ServiceAccount"])
@@ -345,15 +345,15 @@ def _token_mount(workload: Workload, ctx: Context) -> _TokenMount:
         )
     account_setting = account.raw.get("automountServiceAccountToken")
     if account_setting is False:
-        return _TokenMount(False, f"ServiceAccount {name} sets automountServiceAccountToken false")
-    return _TokenMount(
+        return TokenMount(False, f"ServiceAccount {name} sets automountServiceAccountToken false")
+    return TokenMount(
         True, f"neither the pod nor ServiceAccount {name} sets automountServiceAccountToken false"
     )
 
 
 @check("workload.service-account-token-automount")
 def service_account_token_automount(workload: Workload, ctx: Context) -> Iterator[Violation]:
-    mount = _token_mount(workload, ctx)
+    mount = token_mount(workload, ctx)
     if mount.mounted:
         yield Violation(
             f"the service account token is mounted into the pod: {mount.why}",
@@ -363,10 +363,10 @@ def service_account_token_automount(workload: Workload, ctx: Context) -> Iterato
 
 @check("workload.default-service-account")
 def default_service_account(workload: Workload, ctx: Context) -> Iterator[Violation]:
-    if _service_account_name(workload) != DEFAULT_SERVICE_ACCOUNT:
+    if service_account_name(workload) != DEFAULT_SERVICE_ACCOUNT:
         return
     # Running as the default account without its token uses no shared credential.
-    mount = _token_mount(workload, ctx)
+    mount = token_mount(workload, ctx)
     if mount.mounted:
         yield Violation(
             "the pod runs as the namespace's default service account with its API token "

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from kubeproof.inventory.objects import K8sObject, as_dict, as_list, as_str
 from kubeproof.inventory.workloads import POD_SPEC_PATHS, Workload, workload_of
 
+# Set by the API server on every namespace (immutable), so namespace selectors may use it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
 
 @dataclass(frozen=True, slots=True)
 class KindCoverage:
@@ -92,8 +95,10 @@ class Inventory:
         return sorted(names)
 
     def namespace_labels(self, name: str) -> dict[str, str]:
+        """A namespace's labels as the API server holds them: it always sets the immutable
+        `kubernetes.io/metadata.name` label, which manifests rarely write out."""
         obj = self.namespace_object(name)
-        return obj.labels if obj else {}
+        return {**(obj.labels if obj else {}), NAMESPACE_NAME_LABEL: name}
 
     @property
     def workloads(self) -> list[Workload]:
