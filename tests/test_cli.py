@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from kubeproof.cli.main import main
+from paths import ROOT
+
+EXAMPLES = ROOT / "examples"
 
 PRIVILEGED = """apiVersion: v1
 kind: Pod
@@ -119,3 +122,13 @@ def test_catalogue_has_at_least_sixty_checks_with_rationales() -> None:
     assert len(checks) >= 60
     for check in checks:
         assert check.spec.criteria and all(check.spec.criteria.values())
+
+
+def test_cluster_name_names_the_cluster_of_a_file_scan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", str(EXAMPLES), "-o", "json", "--fail-on", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["scan"]["cluster"] == "manifests"
+    arguments = ["scan", str(EXAMPLES), "-o", "json", "--fail-on", "none", "--cluster-name", "eu-1"]
+    assert main(arguments) == 0
+    assert json.loads(capsys.readouterr().out)["scan"]["cluster"] == "eu-1"
+    assert main(["scan", str(EXAMPLES), "--cluster-name", " "]) == 2
+    assert "--cluster-name must not be empty" in capsys.readouterr().err

@@ -40,6 +40,7 @@ class ScanReport:
     results: list[Result]
     errors: list[InputError] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    cluster: str = "manifests"  # the name results and the evidence store file them under
     objects: int = 0
     files: int = 0
     coverage: Coverage = field(default_factory=Coverage)
@@ -81,6 +82,7 @@ def scan_inventory(
         results=[],
         errors=list(errors),
         sources=list(sources),
+        cluster=cluster_name,
         objects=len(inventory),
         files=files,
         coverage=inventory.coverage,

@@ -42,6 +42,12 @@ def add_input_arguments(parser: Any) -> None:
         help="with --cluster: impersonate USER, to see what that identity can read",
     )
     parser.add_argument(
+        "--cluster-name",
+        metavar="NAME",
+        help="the cluster these objects belong to, as results and the evidence store name it "
+        "(default: the kubeconfig's cluster with --cluster, else 'manifests')",
+    )
+    parser.add_argument(
         "--request-timeout",
         type=_seconds,
         metavar="SECONDS",
@@ -81,7 +87,13 @@ def _seconds(text: str) -> float:
 def load_source(arguments: argparse.Namespace) -> Source:
     """The objects named by the input flags; raises UsageError for a misuse or a cluster
     that cannot be read at all (partial reads are recorded in the coverage)."""
-    return _from_cluster(arguments) if arguments.cluster else _from_files(arguments)
+    source = _from_cluster(arguments) if arguments.cluster else _from_files(arguments)
+    name = getattr(arguments, "cluster_name", None)
+    if name is not None:
+        if not name.strip():
+            raise UsageError("--cluster-name must not be empty")
+        source.cluster_name = name
+    return source
 
 
 @dataclass

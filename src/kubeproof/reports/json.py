@@ -16,7 +16,7 @@ from kubeproof.model import CheckSpec, Result, Status, Subject
 from kubeproof.reports.interface import Renderer
 from kubeproof.scan import ScanReport
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_ID = "https://kubeproof.dev/schemas/scan-report/v1.json"
 SCHEMA_RESOURCE = "schemas/scan-report.schema.json"
 
@@ -131,6 +131,7 @@ def _head(report: ScanReport) -> dict[str, Any]:
             "startedAt": report.started_at.isoformat(),
             "finishedAt": report.finished_at.isoformat() if report.finished_at else None,
             "sources": report.sources,
+            "cluster": report.cluster,
             "files": report.files,
             "objects": report.objects,
             "pssVersion": f"v{report.pss_version[0]}.{report.pss_version[1]}"
