@@ -32,6 +32,7 @@ test: $(STAMP) lint typecheck test-tools
 test-tools:
 	scripts/controlplane/build.sh
 	scripts/tools.sh
+	scripts/registry.sh
 	scripts/postgres.sh
 
 lint: $(STAMP)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kubeproof import __version__
-from kubeproof.cli import catalogue, evidence, history, netpol, rbac, scan
+from kubeproof.cli import catalogue, evidence, history, image, netpol, rbac, scan, vulndb
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.register(commands)
     rbac.register(commands)
     netpol.register(commands)
+    image.register(commands)
+    vulndb.register(commands)
     return parser
 
 

@@ -1,0 +1,236 @@
+"""`kubeproof image scan REF` and `kubeproof image sbom REF`: the OS and language packages
+of a container image (OCI layout, docker-archive or registry), their known vulnerabilities
+from the local OSV database, and a CycloneDX SBOM. Exit codes: 0 no known vulnerability
+and every package checked, 1 vulnerabilities found or packages that could not be checked,
+2 usage or input errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, UsageError
+from kubeproof.cli.vulndb import add_vulndb_argument, age_text, status_as_dict, vulndb_path
+from kubeproof.images.cached import ScannedImage, scan_image
+from kubeproof.images.errors import ImageError
+from kubeproof.images.manifest import Platform
+from kubeproof.vulndb.match import MatchReport, match_packages
+from kubeproof.vulndb.store import SourceStatus, VulnDb, VulnDbError
+
+STALE_AFTER_DAYS = 7
+
+
+def _image_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "reference",
+        metavar="REF",
+        help="oci:PATH[:TAG], docker-archive:PATH, or REGISTRY/REPO[:TAG][@DIGEST]",
+    )
+    parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to read from a multi-arch image (default linux/amd64)",
+    )
+    parser.add_argument(
+        "--registry-config",
+        metavar="FILE",
+        type=Path,
+        help="docker config.json with registry credentials (default "
+        "$DOCKER_CONFIG/config.json, else ~/.docker/config.json)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="read the layers even when the SBOM cache has this digest",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="registry timeout per request (default 30)",
+    )
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "image",
+        help="container images: packages, vulnerabilities, SBOM",
+        description="Read a container image without a container runtime. Exit codes: 0 no "
+        "known vulnerability, 1 vulnerabilities or unchecked packages, 2 usage or input errors.",
+    )
+    actions = parser.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    scan = actions.add_parser("scan", help="known vulnerabilities of an image's packages")
+    _image_arguments(scan)
+    scan.add_argument("-o", "--format", choices=("table", "json"), default="table")
+    scan.add_argument(
+        "--sbom",
+        metavar="FILE",
+        type=Path,
+        help="also write the image's CycloneDX 1.6 SBOM to FILE",
+    )
+    scan.add_argument(
+        "--offline",
+        action="store_true",
+        help="no network: registry images only from the SBOM cache by digest",
+    )
+    add_vulndb_argument(scan)
+    scan.set_defaults(run=run_scan)
+    sbom = actions.add_parser("sbom", help="CycloneDX 1.6 SBOM of an image")
+    _image_arguments(sbom)
+    sbom.add_argument("--output", metavar="FILE", type=Path, help="write to FILE")
+    sbom.add_argument("--offline", action="store_true", help=argparse.SUPPRESS)
+    sbom.set_defaults(run=run_sbom)
+
+
+def _scan(arguments: argparse.Namespace) -> ScannedImage:
+    try:
+        platform = Platform.parse(arguments.platform) if arguments.platform else None
+    except ValueError as error:
+        raise UsageError(f"--platform: {error}") from None
+    try:
+        return scan_image(
+            arguments.reference,
+            platform,
+            arguments.registry_config,
+            arguments.timeout,
+            use_cache=not arguments.no_cache,
+            offline=arguments.offline,
+        )
+    except ImageError as error:
+        raise UsageError(str(error)) from None
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+
+
+def run_sbom(arguments: argparse.Namespace) -> int:
+    scanned = _scan(arguments)
+    if arguments.output:
+        _write(arguments.output, scanned.sbom)
+    else:
+        sys.stdout.write(scanned.sbom)
+    return EXIT_CLEAN
+
+
+def run_scan(arguments: argparse.Namespace) -> int:
+    try:
+        # The database first: no point downloading an image that cannot be matched.
+        with VulnDb(vulndb_path(arguments)) as db:
+            sources = db.sources()
+            scanned = _scan(arguments)
+            if arguments.sbom:
+                _write(arguments.sbom, scanned.sbom)
+            report = match_packages(db, scanned.contents.os, scanned.contents.packages)
+    except VulnDbError as error:
+        raise UsageError(str(error)) from None
+    if arguments.format == "json":
+        print(json.dumps(scan_as_dict(scanned, report, sources), indent=2))
+    else:
+        print_table(scanned, report, sources)
+    return EXIT_FAILURES if report.findings or report.unchecked else EXIT_CLEAN
+
+
+def scan_as_dict(
+    scanned: ScannedImage, report: MatchReport, sources: list[SourceStatus]
+) -> dict[str, Any]:
+    contents = scanned.contents
+    return {
+        "image": {
+            "reference": contents.reference,
+            "digest": contents.digest,
+            "platform": str(contents.platform) if contents.platform else None,
+            "os": {"id": contents.os.id, "version_id": contents.os.version_id}
+            if contents.os
+            else None,
+            "from_cache": scanned.from_cache,
+        },
+        "database": [status_as_dict(s) for s in sources],
+        "packages": len(contents.packages),
+        "checked": report.checked,
+        "vulnerabilities": [
+            {
+                "id": f.advisory_id,
+                "aliases": list(f.aliases),
+                "severity": f.severity,
+                "package": f.package.name,
+                "type": f.package.type,
+                "installed_version": f.package.version,
+                "source_package": f.package.advisory_name,
+                "source_version": f.package.advisory_version,
+                "fixed_version": f.fixed_version,
+                "ecosystem": f.ecosystem,
+                "location": f.package.location,
+                "summary": f.summary,
+            }
+            for f in report.findings
+        ],
+        "unchecked": [
+            {"package": p.name, "type": p.type, "version": p.version, "reason": why}
+            for p, why in report.unchecked
+        ],
+        "warnings": list(contents.warnings),
+    }
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def print_table(scanned: ScannedImage, report: MatchReport, sources: list[SourceStatus]) -> None:
+    contents = scanned.contents
+    os_text = (
+        f"{contents.os.id} {contents.os.version_id or ''}".strip() if contents.os else "unknown OS"
+    )
+    print(
+        f"image {contents.reference} ({contents.digest}), {os_text}, "
+        f"{len(contents.packages)} packages"
+    )
+    if report.findings:
+        rows = [["PACKAGE", "INSTALLED", "FIXED", "ID", "SEVERITY"]]
+        rows += [
+            [
+                f.package.name,
+                f.package.version,
+                f.fixed_version or "(not fixed)",
+                f.advisory_id,
+                f.severity,
+            ]
+            for f in report.findings
+        ]
+        print("\n".join(_columns(rows)))
+    else:
+        print("no known vulnerabilities in the checked packages")
+    if report.unchecked:
+        print(
+            f"NOT CHECKED: {len(report.unchecked)} packages, e.g. "
+            + "; ".join(f"{p.name} ({why})" for p, why in report.unchecked[:3])
+        )
+    for warning in contents.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if sources:
+        oldest = min(s.updated_at for s in sources)
+        print(
+            f"vulnerability database: {', '.join(s.source for s in sources)}, updated "
+            f"{age_text(oldest)} ago"
+        )
+        if (datetime.now(UTC) - oldest).days >= STALE_AFTER_DAYS:
+            print(
+                "warning: the vulnerability database is over a week old: run "
+                "`kubeproof vulndb update`",
+                file=sys.stderr,
+            )
+    else:
+        print("vulnerability database: empty: run `kubeproof vulndb update`")

@@ -1,0 +1,238 @@
+"""Apply image layers in order to a tiny in-memory view of the root filesystem that holds
+only the files kubeproof reads (os-release, package databases) and every symlink (to
+resolve paths like etc/os-release -> ../usr/lib/os-release). Whiteouts (`.wh.NAME`) and
+opaque directories (`.wh..wh..opq`) hide lower layers as the OCI image spec says. Entries
+are never written to disk; paths that climb out of the root are refused."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import posixpath
+import re
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+from kubeproof.images.errors import ImageError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+MAX_SYMLINK_HOPS = 40
+MAX_SYMLINKS = 1_000_000
+MAX_TOTAL_WANTED_BYTES = 512 << 20
+MAX_WARNINGS = 20
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """How much of a file to keep: `limit` bytes; a larger file is an error when
+    `whole` (a package database read in part would hide packages), else its head."""
+
+    limit: int
+    whole: bool = True
+
+
+_OS_FILES = {"etc/os-release", "usr/lib/os-release", "etc/alpine-release", "etc/debian_version"}
+_DATABASES = {"var/lib/dpkg/status", "lib/apk/db/installed"}
+_PYTHON_METADATA = re.compile(
+    r"(?:^|/)(?:site|dist)-packages/[^/]+\.(?:dist-info/METADATA|egg-info/PKG-INFO|egg-info)$"
+)
+_DPKG_STATUS_D = re.compile(r"^var/lib/dpkg/status\.d/[^/]+$")
+
+
+def wanted_file(path: str) -> Wanted | None:
+    """The files that package and OS detection need; everything else is skipped unread."""
+    if path in _OS_FILES:
+        return Wanted(64 << 10)
+    if path in _DATABASES:
+        return Wanted(128 << 20)
+    if _DPKG_STATUS_D.match(path) and not path.endswith(".md5sums"):
+        return Wanted(4 << 20)
+    if _PYTHON_METADATA.search(path):
+        return Wanted(256 << 10, whole=False)  # headers come first; the rest is description
+    return None
+
+
+def normalise_entry_path(name: str) -> str | None:
+    """The root-relative path of a tar entry, or None when it would leave the root.
+    Leading `/` and `./` are dropped (layers written with absolute names mean the root)."""
+    path = posixpath.normpath("/" + name.replace("\\", "/")).lstrip("/") if name else ""
+    if any(part == ".." for part in name.split("/")):
+        # normpath from "/" already clamps, but a `..` entry is hostile: refuse it outright.
+        return None
+    return path or None
+
+
+@dataclass
+class ImageFiles:
+    """The wanted files and all symlinks of the merged image filesystem."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    skipped_entries: int = 0
+
+    def skip_entry(self, where: str, name: str) -> None:
+        """Note a tar entry refused for leaving the root (a hostile layer may hold millions:
+        the first few are named, the rest counted)."""
+        self.skipped_entries += 1
+        if self.skipped_entries <= MAX_WARNINGS:
+            self.warnings.append(
+                f"{where}: skipped entry {name[:200]!r} that leaves the image root"
+            )
+        elif self.skipped_entries == MAX_WARNINGS + 1:
+            self.warnings.append(f"{where}: more entries that leave the image root skipped")
+
+    def resolve(self, path: str) -> str | None:
+        """Follow symlinks component by component, never above the root (like a chroot)."""
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = "/".join([*resolved, part])
+            target = self.symlinks.get(candidate)
+            if target is None:
+                resolved.append(part)
+                continue
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                return None
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+        return "/".join(resolved)
+
+    def read(self, path: str) -> bytes | None:
+        real = self.resolve(path)
+        return None if real is None else self.files.get(real)
+
+    def matching(self, pattern: re.Pattern[str]) -> Iterator[tuple[str, bytes]]:
+        for path in sorted(self.files):
+            if pattern.search(path):
+                yield path, self.files[path]
+
+
+@dataclass
+class _LayerChanges:
+    removed: list[str] = field(default_factory=list)  # whiteouts and replaced entries
+    opaque: list[str] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)
+
+
+def decompressed(stream: IO[bytes], where: str) -> IO[bytes]:
+    """The layer tar inside `stream`, by its first bytes: gzip, zstd or plain."""
+    buffered = io.BufferedReader(cast(Any, stream), 1 << 16)
+    head = buffered.peek(4)[:4]
+    if head.startswith(_GZIP_MAGIC):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
+    if head.startswith(_ZSTD_MAGIC):
+        try:
+            import zstandard
+        except ImportError:
+            raise ImageError(
+                f"{where}: zstd-compressed layer, and the zstandard package is not installed"
+            ) from None
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        return cast(IO[bytes], reader)
+    return buffered
+
+
+def _read_wanted(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, wanted: Wanted, where: str
+) -> bytes:
+    if member.size > wanted.limit and wanted.whole:
+        raise ImageError(
+            f"{where}: {path} is {member.size} bytes, over the {wanted.limit} "
+            "byte limit for it; refusing to read it in part"
+        )
+    handle = tar.extractfile(member)
+    if handle is None:
+        return b""
+    return handle.read(wanted.limit)
+
+
+def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _LayerChanges:
+    changes = _LayerChanges()
+    for member in tar:
+        path = normalise_entry_path(member.name)
+        if path is None:
+            base.skip_entry(where, member.name)
+            continue
+        directory, name = posixpath.split(path)
+        if name == OPAQUE_MARKER:
+            changes.opaque.append(directory)
+            continue
+        if name.startswith(WHITEOUT_PREFIX):
+            changes.removed.append(posixpath.join(directory, name[len(WHITEOUT_PREFIX) :]))
+            continue
+        changes.removed.append(path)  # an entry replaces whatever a lower layer had there
+        if member.issym():
+            changes.symlinks[path] = member.linkname
+        elif member.islnk():
+            target = normalise_entry_path(member.linkname)
+            content = None if target is None else changes.files.get(target, base.files.get(target))
+            if content is not None and wanted_file(path) is not None:
+                changes.files[path] = content
+        elif member.isfile():
+            wanted = wanted_file(path)
+            if wanted is not None:
+                changes.files[path] = _read_wanted(tar, member, path, wanted, where)
+    return changes
+
+
+def _under(path: str, directory: str) -> bool:
+    return directory == "" or path.startswith(directory + "/")
+
+
+def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
+    stored_dirs = {posixpath.dirname(p) for p in (*state.files, *state.symlinks)}
+    ancestors: set[str] = set()
+    for directory in stored_dirs:
+        while directory and directory not in ancestors:
+            ancestors.add(directory)
+            directory = posixpath.dirname(directory)
+    hidden = [d for d in changes.removed if d in ancestors]
+    hidden += [d for d in changes.opaque if d in ancestors or d == ""]
+    for table in (state.files, state.symlinks):
+        gone = set(changes.removed) & table.keys()
+        if hidden:
+            gone |= {p for p in table if any(_under(p, d) for d in hidden)}
+        for path in gone:
+            del table[path]
+    state.files.update(changes.files)
+    state.symlinks.update(changes.symlinks)
+    if len(state.symlinks) > MAX_SYMLINKS:
+        raise ImageError(f"{where}: more than {MAX_SYMLINKS} symlinks")
+    if sum(len(c) for c in state.files.values()) > MAX_TOTAL_WANTED_BYTES:
+        raise ImageError(f"{where}: package data over {MAX_TOTAL_WANTED_BYTES} bytes")
+
+
+LayerOpener = Callable[[], tuple[IO[bytes], Callable[[], None]]]
+
+
+def apply_layer(state: ImageFiles, tar_stream: IO[bytes], where: str) -> None:
+    """Read one (decompressed) layer tar and merge it into `state`."""
+    try:
+        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+            changes = _layer_changes(tar, state, where)
+    except ImageError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as error:
+        raise ImageError(f"{where}: corrupt or truncated layer ({error})") from None
+    except Exception as error:  # zstandard raises its own ZstdError
+        if type(error).__name__ == "ZstdError":
+            raise ImageError(f"{where}: corrupt zstd layer ({error})") from None
+        raise
+    _apply(state, changes, where)
