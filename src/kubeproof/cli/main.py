@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kubeproof import __version__
-from kubeproof.cli import catalogue, evidence, history, image, netpol, rbac, scan, vulndb
+from kubeproof.cli import catalogue, evidence, history, image, netpol, rbac, scan, vulndb, webhook
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     netpol.register(commands)
     image.register(commands)
     vulndb.register(commands)
+    webhook.register(commands)
     return parser
 
 

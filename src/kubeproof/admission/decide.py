@@ -1,0 +1,275 @@
+"""One admission decision: the admitted object becomes a one-object inventory, the one
+engine judges it with the policy's checks, and the policy's mode turns results into an
+answer (deny, warn, record or nothing)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kubeproof.admission.images import image_source_check
+from kubeproof.admission.policy import Policy
+from kubeproof.admission.review import AdmissionRequest, answer
+from kubeproof.checks import Check
+from kubeproof.engine import WORKLOAD_KINDS, Context, evaluate
+from kubeproof.inventory import Coverage, Inventory, K8sObject
+from kubeproof.inventory.objects import as_dict
+from kubeproof.inventory.workloads import Workload, workload_of
+from kubeproof.model import Status
+
+JUDGED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
+JUDGED_SUBRESOURCES = frozenset({"", "ephemeralcontainers"})
+
+NamespaceLabels = Callable[[str], dict[str, str] | None]
+
+
+@dataclass(frozen=True)
+class Finding:
+    check_id: str
+    title: str
+    message: str
+    path: str | None
+    remediation: str
+
+    def text(self, with_fix: bool = True) -> str:
+        where = f" (field {self.path})" if self.path else ""
+        fix = f" Fix: {self.remediation}" if with_fix and self.remediation else ""
+        return f"[{self.check_id}] {self.message}{where}.{fix}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    mode: str  # enforce | warn | audit | off, or "-" when no mode applied
+    outcome: str  # allowed | denied | warned | audited | exempt | skipped | unjudgeable
+    reason: str
+    findings: tuple[Finding, ...] = ()
+    unjudged: tuple[str, ...] = ()  # "check: reason" for results that could not be judged
+    message: str = ""
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        if self.outcome != "warned":
+            return ()
+        return tuple(f"kubeproof (warn): {f.text()}" for f in self.findings)
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(sorted({f.check_id for f in self.findings}))
+
+    def review_answer(self, uid: str) -> dict[str, Any]:
+        audit = {"decision": self.outcome, "mode": self.mode}
+        if self.findings:
+            audit["rules"] = ",".join(self.rules)
+        if self.unjudged:
+            audit["not-evaluated"] = "; ".join(self.unjudged)[:1000]
+        return answer(uid, self.allowed, message=self.message, warnings=self.warnings, audit=audit)
+
+
+class Decider:
+    """Decisions under one policy. Thread-safe: nothing is shared but read-only data."""
+
+    def __init__(self, policy: Policy, namespace_labels: NamespaceLabels | None = None) -> None:
+        self.policy = policy
+        self._namespace_labels = namespace_labels
+        checks: list[Check] = list(policy.checks)
+        if policy.images.restricts_sources:
+            checks.append(image_source_check(policy.images))
+        self.checks: tuple[Check, ...] = tuple(checks)
+        self._coverage = AdmissionCoverage(with_namespace=False)
+        self._coverage_with_namespace = AdmissionCoverage(with_namespace=True)
+
+    def decide(self, request: AdmissionRequest) -> Decision:
+        policy = self.policy
+        if request.operation not in JUDGED_OPERATIONS:
+            return Decision(True, "-", "skipped", f"operation {request.operation} is not judged")
+        if request.sub_resource not in JUDGED_SUBRESOURCES:
+            return Decision(True, "-", "skipped", f"subresource {request.sub_resource} not judged")
+        if request.kind not in WORKLOAD_KINDS:
+            return self.unjudgeable(f"kind {request.kind} carries no pod spec kubeproof judges")
+        exempt = policy.exemptions.reason(request.namespace, request.username)
+        if exempt is not None:
+            return Decision(True, "-", "exempt", exempt)
+        labels = self._labels(request.namespace)
+        mode = policy.mode_for(request.namespace, labels)
+        if mode == "off":
+            return Decision(True, mode, "skipped", f"mode off in namespace {request.namespace}")
+        if request.obj is None:
+            return self.unjudgeable("request.object is missing")
+        obj = _admitted_object(request)
+        workload = workload_of(obj)
+        if workload is None:
+            return self.unjudgeable(f"{request.kind} {request.name or ''} has no pod spec")
+        if request.operation == "UPDATE" and _pod_template_unchanged(workload, request):
+            # Labels, finalizers, scale: blocking them would strand objects admitted earlier.
+            return Decision(True, mode, "allowed", "the pod template did not change")
+        findings, unjudged = self._judge(obj, request.namespace, labels)
+        return _verdict(mode, request, findings, unjudged)
+
+    def _judge(
+        self, obj: K8sObject, namespace: str, labels: dict[str, str] | None
+    ) -> tuple[tuple[Finding, ...], tuple[str, ...]]:
+        objects = [obj]
+        coverage = self._coverage
+        if labels is not None and namespace:
+            objects.append(_namespace_object(namespace, labels))
+            coverage = self._coverage_with_namespace
+        inventory = Inventory(objects, coverage)
+        context = Context(
+            inventory, pss_level=self.policy.framework_pss_level, cluster_name="admission"
+        )
+        findings: list[Finding] = []
+        unjudged: list[str] = []
+        for result in evaluate(inventory, self.checks, context):
+            if result.status is Status.FAIL:
+                violations = result.extra.get("violations") or [
+                    {"message": result.message, "path": result.path}
+                ]
+                for violation in violations:
+                    findings.append(
+                        Finding(
+                            result.check.id,
+                            result.check.title,
+                            str(violation["message"]),
+                            violation.get("path"),
+                            result.check.remediation,
+                        )
+                    )
+            elif result.status is Status.NOT_EVALUATED:
+                unjudged.append(f"{result.check.id}: {result.reason or result.message}")
+        return tuple(findings), tuple(unjudged)
+
+    def _labels(self, namespace: str) -> dict[str, str] | None:
+        if self._namespace_labels is None or not namespace:
+            return None
+        return self._namespace_labels(namespace)
+
+    def unjudgeable(self, reason: str) -> Decision:
+        if self.policy.fail_closed:
+            message = f"kubeproof cannot judge this request ({reason}); the policy fails closed"
+            return Decision(False, "-", "unjudgeable", reason, message=message)
+        return Decision(True, "-", "unjudgeable", reason)
+
+
+class AdmissionCoverage(Coverage):
+    """What one AdmissionReview shows: the admitted object is the only subject, so no
+    other workload was missed; every other kind is unread, so a check that consults one
+    says not_evaluated. Shared by all requests and never changed after it is built, so
+    its answers are memoised: the engine asks twice per check per request."""
+
+    def __init__(self, with_namespace: bool) -> None:
+        super().__init__(complete_by_default=False)
+        for kind in WORKLOAD_KINDS:
+            self.record(kind, "listed")
+        if with_namespace:
+            self.record("Namespace", "listed")
+        self._gaps: dict[tuple[str, ...], str | None] = {}
+
+    def gap(self, kinds: Iterable[str]) -> str | None:
+        key = tuple(kinds)
+        if key not in self._gaps:
+            self._gaps[key] = super().gap(key)
+        return self._gaps[key]
+
+
+def _verdict(
+    mode: str,
+    request: AdmissionRequest,
+    findings: tuple[Finding, ...],
+    unjudged: tuple[str, ...],
+) -> Decision:
+    if not findings:
+        return Decision(True, mode, "allowed", "no rule broken", unjudged=unjudged)
+    rules = sorted({f.check_id for f in findings})
+    reason = f"breaks {', '.join(rules)}"
+    if mode == "warn":
+        return Decision(True, mode, "warned", reason, findings, unjudged)
+    if mode == "audit":
+        return Decision(True, mode, "audited", reason, findings, unjudged)
+    return Decision(
+        False, mode, "denied", reason, findings, unjudged, denial_message(request, findings)
+    )
+
+
+def denial_message(request: AdmissionRequest, findings: tuple[Finding, ...]) -> str:
+    """One readable message: what was refused, each rule broken, where, and the fix."""
+    name = request.name or as_dict(as_dict(request.obj).get("metadata")).get("generateName") or ""
+    subject = f"{request.kind} {request.namespace}/{name}" if request.namespace else request.kind
+    count = len({f.check_id for f in findings})
+    lines = [f"kubeproof denied {subject}: {count} rule{'s' if count != 1 else ''} broken"]
+    lines.extend(f"- {finding.text()}" for finding in findings)
+    return "\n".join(lines)
+
+
+def _admitted_object(request: AdmissionRequest) -> K8sObject:
+    raw = dict(request.obj or {})
+    metadata = dict(as_dict(raw.get("metadata")))
+    # On CREATE the API server may not have copied the namespace or name into the object yet.
+    if request.namespace and not metadata.get("namespace"):
+        metadata["namespace"] = request.namespace
+    if request.name and not metadata.get("name"):
+        metadata["name"] = request.name
+    raw["metadata"] = metadata
+    # Judge the object as the kind the API server says it is, wherever its pod spec lives.
+    raw["kind"] = request.kind
+    return K8sObject.from_raw(raw)
+
+
+def _pod_template_unchanged(workload: Workload, request: AdmissionRequest) -> bool:
+    if request.old_obj is None:
+        return False
+    old = workload_of(K8sObject.from_raw({**request.old_obj, "kind": workload.obj.kind}))
+    return (
+        old is not None
+        and old.pod_spec == workload.pod_spec
+        and old.pod_annotations == workload.pod_annotations
+    )
+
+
+def _namespace_object(name: str, labels: dict[str, str]) -> K8sObject:
+    return K8sObject.from_raw(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+    )
+
+
+class NamespaceLabelCache:
+    """Namespace labels looked up from the API server, kept for `ttl_s` seconds.
+
+    A failed lookup is remembered briefly as unknown (None): a selector then matches
+    nothing, so the request falls to name rules or the default mode, never to `off`
+    through a label nobody could read.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str], dict[str, str]],
+        ttl_s: float = 30.0,
+        failure_ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._ttl_s = ttl_s
+        self._failure_ttl_s = failure_ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, dict[str, str] | None]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, namespace: str) -> dict[str, str] | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(namespace)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        try:
+            labels: dict[str, str] | None = self._fetch(namespace)
+            expires = now + self._ttl_s
+        except Exception:  # any failure: labels unknown, never a crash of the request
+            labels, expires = None, now + self._failure_ttl_s
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[namespace] = (expires, labels)
+        return labels

@@ -1,0 +1,315 @@
+"""The webhook's policy file: what to enforce, where, for whom, and which images may run.
+
+Every mistake in the file is reported with the field it is in (`namespaces[1].mode`), so a
+policy either loads exactly as written or not at all: a webhook that half-understood its
+policy would enforce something nobody wrote down.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubeproof import frameworks
+from kubeproof.checks import Check, catalogue
+from kubeproof.engine import WORKLOAD_KINDS
+from kubeproof.inventory.selectors import label_selector_problem, selector_matches
+
+POLICY_API_VERSION = "kubeproof.dev/v1alpha1"
+POLICY_KIND = "AdmissionPolicy"
+MODES = ("enforce", "warn", "audit", "off")
+# Scopes whose subject is the admitted object itself; the others judge namespaces, the
+# cluster or other kinds, which one AdmissionReview does not show.
+ADMISSION_SCOPES = frozenset({"container", "workload"})
+IMAGE_DIGEST_CHECK = "workload.image-digest"
+
+_TOP_LEVEL = frozenset(
+    {
+        "apiVersion",
+        "kind",
+        "enforce",
+        "defaultMode",
+        "namespaces",
+        "exemptions",
+        "images",
+        "failClosed",
+    }
+)
+
+
+class PolicyError(Exception):
+    """The policy file cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class NamespaceRule:
+    """Namespaces matched by name glob and/or label selector get `mode`."""
+
+    names: tuple[str, ...]
+    selector: dict[str, Any] | None
+    mode: str
+
+    def matches(self, namespace: str, labels: dict[str, str] | None) -> bool:
+        if self.names and not any(fnmatch.fnmatchcase(namespace, g) for g in self.names):
+            return False
+        if self.selector is not None:
+            # Unknown labels match no selector: the rule cannot be shown to apply.
+            return labels is not None and selector_matches(self.selector, labels)
+        return True
+
+
+@dataclass(frozen=True)
+class Exemptions:
+    namespaces: tuple[str, ...] = ()
+    service_accounts: tuple[str, ...] = ()  # namespace:name globs
+    usernames: tuple[str, ...] = ()
+
+    def reason(self, namespace: str, username: str) -> str | None:
+        """Why a request is exempt, or None."""
+        for glob in self.namespaces:
+            if fnmatch.fnmatchcase(namespace, glob):
+                return f"namespace {namespace} is exempt ({glob})"
+        for glob in self.usernames:
+            if fnmatch.fnmatchcase(username, glob):
+                return f"user {username} is exempt ({glob})"
+        prefix = "system:serviceaccount:"
+        if username.startswith(prefix):
+            account = username[len(prefix) :]
+            for glob in self.service_accounts:
+                if fnmatch.fnmatchcase(account, glob):
+                    return f"service account {account} is exempt ({glob})"
+        return None
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    allowed_registries: tuple[str, ...] = ()
+    allowed_repositories: tuple[str, ...] = ()
+    require_digest: bool = False
+
+    @property
+    def restricts_sources(self) -> bool:
+        return bool(self.allowed_registries or self.allowed_repositories)
+
+
+@dataclass(frozen=True)
+class Policy:
+    checks: tuple[Check, ...]
+    default_mode: str = "enforce"
+    namespaces: tuple[NamespaceRule, ...] = ()
+    exemptions: Exemptions = field(default_factory=Exemptions)
+    images: ImageRules = field(default_factory=ImageRules)
+    fail_closed: bool = True
+    framework_pss_level: str | None = None
+    # Checks that were asked for but cannot be judged on one object (they need other kinds).
+    left_to_scan: tuple[str, ...] = ()
+    source: str = "policy"
+
+    @property
+    def uses_namespace_labels(self) -> bool:
+        return any(rule.selector is not None for rule in self.namespaces)
+
+    def mode_for(self, namespace: str, labels: dict[str, str] | None) -> str:
+        """The first rule that matches wins; otherwise the default mode."""
+        for rule in self.namespaces:
+            if rule.matches(namespace, labels):
+                return rule.mode
+        return self.default_mode
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; raises PolicyError naming the file and field."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyError(f"policy {where}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"policy {where}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise PolicyError(f"policy {where}{line}: not valid YAML") from None
+    return parse_policy(data, where)
+
+
+def parse_policy(data: Any, where: str = "policy") -> Policy:
+    try:
+        return _parse(data, where)
+    except _FieldError as error:
+        raise PolicyError(f"policy {where}: {error}") from None
+
+
+class _FieldError(Exception):
+    pass
+
+
+def _parse(data: Any, where: str) -> Policy:
+    if not isinstance(data, dict):
+        raise _FieldError("the document is not a mapping")
+    unknown = sorted(str(k) for k in data if k not in _TOP_LEVEL)
+    if unknown:
+        raise _FieldError(f"unknown field {unknown[0]} (known: {', '.join(sorted(_TOP_LEVEL))})")
+    if data.get("apiVersion") != POLICY_API_VERSION:
+        raise _FieldError(f"apiVersion must be {POLICY_API_VERSION}")
+    if data.get("kind") != POLICY_KIND:
+        raise _FieldError(f"kind must be {POLICY_KIND}")
+    images = _images(data.get("images"))
+    checks, pss_level, left = _checks(data.get("enforce"), images)
+    return Policy(
+        checks=checks,
+        default_mode=_mode(data.get("defaultMode", "enforce"), "defaultMode"),
+        namespaces=tuple(
+            _namespace_rule(entry, f"namespaces[{i}]")
+            for i, entry in enumerate(_list(data.get("namespaces"), "namespaces"))
+        ),
+        exemptions=_exemptions(data.get("exemptions")),
+        images=images,
+        fail_closed=_bool(data.get("failClosed", True), "failClosed"),
+        framework_pss_level=pss_level,
+        left_to_scan=left,
+        source=where,
+    )
+
+
+def _checks(
+    value: Any, images: ImageRules
+) -> tuple[tuple[Check, ...], str | None, tuple[str, ...]]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise _FieldError("enforce is not a mapping")
+    unknown = sorted(str(k) for k in value if k not in ("frameworks", "checks", "skipChecks"))
+    if unknown:
+        raise _FieldError(f"enforce.{unknown[0]}: unknown field (frameworks, checks, skipChecks)")
+    by_id = {c.id: c for c in catalogue()}
+    chosen: set[str] = set()
+    pss_levels: list[str] = []
+    for i, name in enumerate(_strings(value.get("frameworks"), "enforce.frameworks")):
+        try:
+            framework = frameworks.load(name)
+        except frameworks.UnknownFramework as error:
+            raise _FieldError(f"enforce.frameworks[{i}]: {error.args[0]}") from None
+        chosen.update(c.id for c in framework.checks)
+        if framework.pss_level:
+            pss_levels.append(framework.pss_level)
+    for field_name in ("checks", "skipChecks"):
+        for i, check_id in enumerate(_strings(value.get(field_name), f"enforce.{field_name}")):
+            if check_id not in by_id:
+                raise _FieldError(
+                    f"enforce.{field_name}[{i}]: unknown check {check_id!r} "
+                    "(see `kubeproof checks`)"
+                )
+    chosen.update(_strings(value.get("checks"), "enforce.checks"))
+    if images.require_digest:
+        chosen.add(IMAGE_DIGEST_CHECK)
+    chosen.difference_update(_strings(value.get("skipChecks"), "enforce.skipChecks"))
+    if not chosen and not images.restricts_sources:
+        raise _FieldError("enforce selects no checks and images sets no rule: nothing to enforce")
+    admissible = tuple(c for c in catalogue() if c.id in chosen and judged_at_admission(c))
+    left = tuple(sorted(chosen - {c.id for c in admissible}))
+    # The strictest Pod Security level asked for; namespace labels override it, as in scan.
+    levels = ("baseline", "restricted")
+    pss_level = max(pss_levels, key=levels.index) if pss_levels else None
+    return admissible, pss_level, left
+
+
+def judged_at_admission(check: Check) -> bool:
+    """Whether the admitted object alone is enough to judge a check: its subject is the
+    pod spec, and it needs no other kind (NetworkPolicies, RBAC, budgets ...) read in full."""
+    return check.spec.scope in ADMISSION_SCOPES and set(check.spec.needs) <= set(WORKLOAD_KINDS)
+
+
+def _namespace_rule(value: Any, where: str) -> NamespaceRule:
+    if not isinstance(value, dict):
+        raise _FieldError(f"{where} is not a mapping")
+    unknown = sorted(str(k) for k in value if k not in ("names", "selector", "mode"))
+    if unknown:
+        raise _FieldError(f"{where}.{unknown[0]}: unknown field (names, selector, mode)")
+    names = _strings(value.get("names"), f"{where}.names")
+    selector = value.get("selector")
+    problem = label_selector_problem(selector, f"{where}.selector")
+    if problem is not None:
+        raise _FieldError(problem)
+    if not names and selector is None:
+        raise _FieldError(f"{where} needs names or selector")
+    if "mode" not in value:
+        raise _FieldError(f"{where}.mode is missing (one of {', '.join(MODES)})")
+    return NamespaceRule(names, selector, _mode(value["mode"], f"{where}.mode"))
+
+
+def _exemptions(value: Any) -> Exemptions:
+    if value is None:
+        return Exemptions()
+    if not isinstance(value, dict):
+        raise _FieldError("exemptions is not a mapping")
+    known = ("namespaces", "serviceAccounts", "usernames")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise _FieldError(f"exemptions.{unknown[0]}: unknown field ({', '.join(known)})")
+    accounts = _strings(value.get("serviceAccounts"), "exemptions.serviceAccounts")
+    for i, account in enumerate(accounts):
+        if account.count(":") != 1:
+            raise _FieldError(f"exemptions.serviceAccounts[{i}]: {account!r} is not NAMESPACE:NAME")
+    return Exemptions(
+        namespaces=_strings(value.get("namespaces"), "exemptions.namespaces"),
+        service_accounts=accounts,
+        usernames=_strings(value.get("usernames"), "exemptions.usernames"),
+    )
+
+
+def _images(value: Any) -> ImageRules:
+    if value is None:
+        return ImageRules()
+    if not isinstance(value, dict):
+        raise _FieldError("images is not a mapping")
+    known = ("allowedRegistries", "allowedRepositories", "requireDigest")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise _FieldError(f"images.{unknown[0]}: unknown field ({', '.join(known)})")
+    repositories = _strings(value.get("allowedRepositories"), "images.allowedRepositories")
+    for i, glob in enumerate(repositories):
+        if "/" not in glob:
+            raise _FieldError(
+                f"images.allowedRepositories[{i}]: {glob!r} names no registry "
+                "(write REGISTRY/REPOSITORY, e.g. docker.io/library/nginx)"
+            )
+    return ImageRules(
+        allowed_registries=_strings(value.get("allowedRegistries"), "images.allowedRegistries"),
+        allowed_repositories=repositories,
+        require_digest=_bool(value.get("requireDigest", False), "images.requireDigest"),
+    )
+
+
+def _mode(value: Any, where: str) -> str:
+    if value not in MODES:
+        raise _FieldError(f"{where}: {value!r} is not a mode (one of {', '.join(MODES)})")
+    return str(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _FieldError(f"{where}: {value!r} is not true or false")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _FieldError(f"{where} is not a list")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    items = _list(value, where)
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise _FieldError(f"{where}[{i}] is not a non-empty string")
+    return tuple(items)
