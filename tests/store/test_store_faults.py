@@ -203,7 +203,7 @@ def test_reading_commands_do_not_create_a_store(
 def test_schema_is_migrated_once_and_newer_schemas_are_refused(database: Database) -> None:
     store = open_store(database.url)
     store.close()
-    assert query(database.url, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert query(database.url, "SELECT version_num FROM alembic_version") == [("0002",)]
     store = open_store(database.url)  # again: nothing to do
     store.close()
     execute(database.url, "UPDATE alembic_version SET version_num = '9999'")

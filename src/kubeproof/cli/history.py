@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kubeproof.cli import attainment as attainment_cli
 from kubeproof.cli import database
 from kubeproof.cli.errors import EXIT_CLEAN, UsageError
 
@@ -55,6 +56,7 @@ def register(commands: Any) -> None:
         help="open findings past their due date",
     )
     _common(findings)
+    attainment_cli.add_arguments(findings)
     findings.set_defaults(run=run_findings)
 
 
@@ -81,8 +83,12 @@ def run_findings(arguments: argparse.Namespace) -> int:
 
     sla = _sla(arguments)
     now = datetime.now(UTC)
+    if arguments.attainment:
+        attainment_cli.period(arguments)  # a bad date fails before opening the store
     store = database.open_for_reading(arguments)
     try:
+        if arguments.attainment:
+            return attainment_cli.run(arguments, store, sla, now)
         with store.reading() as session:
             overdue = arguments.state == "overdue"
             views = list_findings(

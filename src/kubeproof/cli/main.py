@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from kubeproof import __version__
 from kubeproof.cli import catalogue, evidence, history, image, netpol, rbac, scan, vulndb, webhook
+from kubeproof.cli import exceptions as exceptions_cli
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.register(commands)
     vulndb.register(commands)
     webhook.register(commands)
+    exceptions_cli.register(commands)
     return parser
 
 

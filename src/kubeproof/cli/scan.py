@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from kubeproof import frameworks
 from kubeproof.cli import database
+from kubeproof.cli import exceptions as exceptions_cli
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, EXIT_USAGE, UsageError
 from kubeproof.cli.inputs import add_input_arguments, load_source
 from kubeproof.engine import parse_pss_version
@@ -59,6 +61,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="record the scan in the evidence store (implied by --db and $KUBEPROOF_DB)",
     )
+    exceptions_cli.add_scan_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -68,6 +71,8 @@ def run(arguments: argparse.Namespace) -> int:
         pss_version = parse_pss_version(arguments.pss_version)
     except (frameworks.UnknownFramework, ValueError) as error:
         raise UsageError(str(error.args[0])) from None
+    now = datetime.now(UTC)
+    declared = exceptions_cli.declared_exceptions(arguments, now)  # a bad file fails fast
     store = database.recording_store(arguments)  # before scanning: a bad --db fails fast
     source = load_source(arguments)
     # The objects live until the process ends: keep the cyclic garbage collector from
@@ -83,6 +88,7 @@ def run(arguments: argparse.Namespace) -> int:
         sources=source.names,
         files=source.files,
     )
+    exceptions_cli.apply_to_scan(arguments, report, source.inventory, declared, store, now)
     write_report(report, arguments.format, arguments.output)
     if store is not None:
         database.record(store, report, source)

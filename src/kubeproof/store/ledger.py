@@ -6,6 +6,8 @@ scan row and a digest over all of its results in a canonical order (each result 
 JSON array, the lines sorted), so editing, adding or removing any result or any field of
 the run changes the hash; removing, inserting or reordering entries breaks the chain.
 The `ledger_head` row repeats the newest entry, so dropping entries at the end shows too.
+An exception entry's content is every field of the exception; a revocation entry's, every
+field of the revocation.
 
 Verification recomputes everything from the rows as they are now. What it cannot see on
 its own is the whole store being rewritten consistently from some entry on: publish the
@@ -17,18 +19,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping, select
 from sqlalchemy.orm import Session
 
-from kubeproof.store.schema import LedgerEntryRow, LedgerHeadRow, ResultRow, ScanRow
+from kubeproof.store.schema import (
+    ExceptionRevocationRow,
+    ExceptionRow,
+    LedgerEntryRow,
+    LedgerHeadRow,
+    ResultRow,
+    ScanRow,
+)
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
 SCAN_ENTRY = "scan"
+EXCEPTION_ENTRY = "exception"
+REVOCATION_ENTRY = "exception_revoked"
 
 # The fields of a result that its digest covers, in this order. Row ids are left out:
 # they say nothing about the evidence, and the digest must not depend on insert order.
@@ -70,6 +81,23 @@ SCAN_FIELDS = (
 )
 
 
+# An exception's and a revocation's fields, every one covered by its entry's hash.
+EXCEPTION_FIELDS = (
+    "id",
+    "checks",
+    "subjects",
+    "namespaces",
+    "selector",
+    "owner",
+    "reason",
+    "ticket",
+    "approver",
+    "created_at",
+    "expires_on",
+)
+REVOCATION_FIELDS = ("id", "exception_id", "revoked_at", "revoked_by", "reason")
+
+
 def utc(value: datetime) -> datetime:
     """Aware UTC. SQLite hands back naive datetimes; everything kubeproof writes is UTC."""
     if value.tzinfo is None:
@@ -109,6 +137,19 @@ def scan_content(scan: Mapping[str, Any], digest: str) -> dict[str, Any]:
     return {"scan": run, "results_digest": digest}
 
 
+def row_content(row: object, fields: Iterable[str]) -> dict[str, Any]:
+    """An exception's or revocation's fields, times and dates in canonical form."""
+    content: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(row, name)
+        if isinstance(value, datetime):
+            value = canonical_time(value)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        content[name] = value
+    return content
+
+
 def entry_hash(
     seq: int, entry_type: str, recorded_at: datetime, prev_hash: str, content: Any
 ) -> str:
@@ -139,12 +180,17 @@ def append(
     content: Any,
     recorded_at: datetime,
     scan_id: int | None = None,
+    *,
+    exception_id: int | None = None,
+    revocation_id: int | None = None,
 ) -> LedgerEntryRow:
     seq = head.seq + 1
     entry = LedgerEntryRow(
         seq=seq,
         entry_type=entry_type,
         scan_id=scan_id,
+        exception_id=exception_id,
+        revocation_id=revocation_id,
         recorded_at=recorded_at,
         prev_hash=head.entry_hash,
         entry_hash=entry_hash(seq, entry_type, recorded_at, head.entry_hash, content),
@@ -203,6 +249,9 @@ def verify(session: Session, expect: str | None = None) -> Verification:
         return Verification(
             count, previous, f"scan #{unchained} has no ledger entry: it was added afterwards"
         )
+    unchained_text = _unchained_exception(session)
+    if unchained_text is not None:
+        return Verification(count, previous, unchained_text)
     if not seen_expected:
         return Verification(
             count,
@@ -212,8 +261,34 @@ def verify(session: Session, expect: str | None = None) -> Verification:
     return Verification(count, previous)
 
 
+def _unchained_exception(session: Session) -> str | None:
+    """An exception or revocation that no ledger entry covers: added behind kubeproof's back."""
+    chained = select(LedgerEntryRow.exception_id).where(LedgerEntryRow.exception_id.is_not(None))
+    exception = session.scalars(
+        select(ExceptionRow.id).where(~ExceptionRow.id.in_(chained)).order_by(ExceptionRow.id)
+    ).first()
+    if exception is not None:
+        return f"exception EXC-{exception} has no ledger entry: it was added afterwards"
+    chained = select(LedgerEntryRow.revocation_id).where(LedgerEntryRow.revocation_id.is_not(None))
+    revocation = session.scalars(
+        select(ExceptionRevocationRow.exception_id)
+        .where(~ExceptionRevocationRow.id.in_(chained))
+        .order_by(ExceptionRevocationRow.id)
+    ).first()
+    if revocation is not None:
+        return (
+            f"the revocation of exception EXC-{revocation} has no ledger entry: "
+            "it was added afterwards"
+        )
+    return None
+
+
 def _label(entry: LedgerEntryRow) -> str:
     scan = f", scan #{entry.scan_id}" if entry.scan_id is not None else ""
+    if entry.exception_id is not None:
+        scan = f", exception EXC-{entry.exception_id}"
+    elif entry.revocation_id is not None:
+        scan = f", revocation #{entry.revocation_id}"
     recorded = canonical_time(entry.recorded_at)
     return f"ledger entry #{entry.seq} ({entry.entry_type}{scan}, recorded {recorded})"
 
@@ -238,12 +313,28 @@ def _entry_problem(
         entry.seq, entry.entry_type, entry.recorded_at, entry.prev_hash, content
     )
     if recomputed != entry.entry_hash:
-        return "its content no longer matches its hash: the scan or its results were edited"
+        if entry.entry_type == SCAN_ENTRY:
+            return "its content no longer matches its hash: the scan or its results were edited"
+        return "its content no longer matches its hash: the exception or revocation was edited"
     return None
 
 
 def _content(session: Session, entry: LedgerEntryRow) -> dict[str, Any] | str:
     """The entry's content recomputed from the rows, or what makes that impossible."""
+    if entry.entry_type == EXCEPTION_ENTRY:
+        exception = session.get(ExceptionRow, entry.exception_id) if entry.exception_id else None
+        if exception is None:
+            return f"its exception EXC-{entry.exception_id} was deleted"
+        return {"exception": row_content(exception, EXCEPTION_FIELDS)}
+    if entry.entry_type == REVOCATION_ENTRY:
+        revocation = (
+            session.get(ExceptionRevocationRow, entry.revocation_id)
+            if entry.revocation_id
+            else None
+        )
+        if revocation is None:
+            return f"its revocation #{entry.revocation_id} was deleted"
+        return {"revocation": row_content(revocation, REVOCATION_FIELDS)}
     if entry.entry_type != SCAN_ENTRY:
         return f"unknown entry type {entry.entry_type!r}"
     if entry.scan_id is None:

@@ -4,8 +4,8 @@ revision under migrations/versions/.
 Append-only evidence: `scans` and `results` are written once, and each scan is covered by
 an entry of the hash-chained `ledger`. `subjects`, `findings` and `finding_events` are the
 current state and its history, derived from the scans in the order they were recorded.
-The ledger's `entry_type` leaves room for other evidence (exceptions, decisions) to be
-chained the same way by later revisions.
+Exceptions (risk acceptances) and their revocations are evidence too: written once and
+chained in the same ledger (revision 0002).
 
 Namespaces and containers are stored as "" when absent, so that unique keys over them
 behave the same on every database (NULLs never compare equal).
@@ -13,12 +13,13 @@ behave the same on every database (NULLs never compare equal).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -164,8 +165,12 @@ class LedgerEntryRow(Base):
     __tablename__ = "ledger"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    entry_type: Mapped[str] = mapped_column(String(20))  # scan (later: exception, decision)
+    entry_type: Mapped[str] = mapped_column(String(20))  # scan, exception, exception_revoked
     scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"), unique=True)
+    exception_id: Mapped[int | None] = mapped_column(ForeignKey("exceptions.id"), unique=True)
+    revocation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("exception_revocations.id"), unique=True
+    )
     recorded_at: Mapped[datetime] = mapped_column(_time())
     prev_hash: Mapped[str] = mapped_column(String(DIGEST))
     entry_hash: Mapped[str] = mapped_column(String(DIGEST), unique=True)
@@ -180,6 +185,39 @@ class LedgerHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     entry_hash: Mapped[str] = mapped_column(String(DIGEST))
+
+
+class ExceptionRow(Base):
+    """An accepted risk: failing checks on some subjects, accepted by an owner until a
+    date. Written once; revoking adds an ExceptionRevocationRow. Each is chained in the
+    ledger. Scope fields combine with AND; empty lists mean "not narrowed by this"."""
+
+    __tablename__ = "exceptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checks: Mapped[list[str]] = mapped_column(JSON)  # check ids or shell globs
+    subjects: Mapped[list[str]] = mapped_column(JSON)  # Kind/namespace/name[container]
+    namespaces: Mapped[list[str]] = mapped_column(JSON)
+    selector: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a LabelSelector
+    owner: Mapped[str] = mapped_column(String(NAME))
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(NAME))
+    approver: Mapped[str | None] = mapped_column(String(NAME))
+    created_at: Mapped[datetime] = mapped_column(_time())
+    # Holds until the start (00:00 UTC) of this date; expired on it.
+    expires_on: Mapped[date] = mapped_column(Date, index=True)
+
+
+class ExceptionRevocationRow(Base):
+    """An exception withdrawn before its expiry: by whom, when and why."""
+
+    __tablename__ = "exception_revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exception_id: Mapped[int] = mapped_column(ForeignKey("exceptions.id"), unique=True)
+    revoked_at: Mapped[datetime] = mapped_column(_time())
+    revoked_by: Mapped[str] = mapped_column(String(NAME))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 def table_of(model: type[Base]) -> Table:
