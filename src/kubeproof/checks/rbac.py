@@ -641,34 +641,53 @@ def service_account_dangers(ctx: Context, namespace: str, name: str) -> Identity
     cache = ctx.derived("rbac-service-account-dangers", lambda _: {})
     key = (namespace, name)
     if key not in cache:
-        cache[key] = _dangers(_access(ctx), Identity.service_account(namespace, name))
+        per_binding: dict[tuple[int, str], IdentityDangers] = ctx.derived(
+            "rbac-binding-dangers", lambda _: {}
+        )
+        cache[key] = _dangers(_access(ctx), Identity.service_account(namespace, name), per_binding)
     found: IdentityDangers = cache[key]
     return found
 
 
-def _dangers(access: RbacAccess, identity: Identity) -> IdentityDangers:
+def _dangers(
+    access: RbacAccess,
+    identity: Identity,
+    per_binding: dict[tuple[int, str], IdentityDangers],
+) -> IdentityDangers:
     grants: list[DangerousGrant] = []
     unknown: list[str] = []
     for resolved, subject in access.bindings_naming(identity):
         via = f" via {subject}" if subject.kind == "Group" else ""
-        if not resolved.rules_known:
-            unknown.append(f"{resolved.label} -> {resolved.role_label}{via}")
-            continue
-        everything = grants_everything(resolved.rules)
-        if everything is not None:
-            path = _binding_path(resolved, everything) + via
-            grants.append(DangerousGrant("every permission", resolved.scope, path))
-            continue
-        for label, accesses in DANGERS:
-            applicable = [a for a in accesses if resolved.namespace is None or not a.cluster_scoped]
-            for rule in resolved.rules:
-                granted = _granted(rule, applicable)
-                if granted:
-                    what = f"{label} ({'; '.join(granted)})"
-                    path = _binding_path(resolved, rule) + via
-                    grants.append(DangerousGrant(what, resolved.scope, path))
-                    break  # one path per danger per binding is enough to act on
+        # Every account shares its group bindings (system:serviceaccounts and the like):
+        # judge each binding once per scan, not once per account.
+        key = (id(resolved), via)
+        if key not in per_binding:
+            per_binding[key] = _binding_dangers(resolved, via)
+        found = per_binding[key]
+        grants.extend(found.grants)
+        unknown.extend(found.unknown)
     return IdentityDangers(tuple(grants), tuple(unknown))
+
+
+def _binding_dangers(resolved: ResolvedBinding, via: str) -> IdentityDangers:
+    """The dangerous permissions one binding grants whoever it names."""
+    if not resolved.rules_known:
+        return IdentityDangers((), (f"{resolved.label} -> {resolved.role_label}{via}",))
+    everything = grants_everything(resolved.rules)
+    if everything is not None:
+        path = _binding_path(resolved, everything) + via
+        return IdentityDangers((DangerousGrant("every permission", resolved.scope, path),), ())
+    grants: list[DangerousGrant] = []
+    for label, accesses in DANGERS:
+        applicable = [a for a in accesses if resolved.namespace is None or not a.cluster_scoped]
+        for rule in resolved.rules:
+            granted = _granted(rule, applicable)
+            if granted:
+                what = f"{label} ({'; '.join(granted)})"
+                path = _binding_path(resolved, rule) + via
+                grants.append(DangerousGrant(what, resolved.scope, path))
+                break  # one path per danger per binding is enough to act on
+    return IdentityDangers(tuple(grants), ())
 
 
 def _listed(items: Sequence[object], limit: int = 4) -> str:

@@ -4,37 +4,55 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from kubeproof import __version__
-from kubeproof.cli import catalogue, evidence, history, image, netpol, rbac, scan, vulndb, webhook
-from kubeproof.cli import exceptions as exceptions_cli
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
 
+# Each command and the module that defines it, in the order `--help` lists them. Only the
+# module of the command being run is imported: a scan does not pay for the database,
+# registry and webhook code at every start.
+COMMANDS = {
+    "scan": "scan",
+    "frameworks": "catalogue",
+    "checks": "catalogue",
+    "explain": "catalogue",
+    "history": "history",
+    "findings": "history",
+    "evidence": "evidence",
+    "exceptions": "exceptions",
+    "rbac": "rbac",
+    "netpol": "netpol",
+    "image": "image",
+    "vulndb": "vulndb",
+    "webhook": "webhook",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for one command, or for every command when `command` is not one."""
     parser = argparse.ArgumentParser(
         prog="kubeproof",
         description="Continuous, auditor-ready SOC 2 evidence for Kubernetes.",
     )
     parser.add_argument("--version", action="version", version=f"kubeproof {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    scan.register(commands)
-    catalogue.register(commands)
-    history.register(commands)
-    evidence.register(commands)
-    rbac.register(commands)
-    netpol.register(commands)
-    image.register(commands)
-    vulndb.register(commands)
-    webhook.register(commands)
-    exceptions_cli.register(commands)
+    if command in COMMANDS:
+        modules = [COMMANDS[command]]
+    elif command == "--version":
+        modules = []  # answered before any command is parsed
+    else:
+        modules = list(COMMANDS.values())
+    for module in dict.fromkeys(modules):
+        importlib.import_module(f"kubeproof.cli.{module}").register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     arguments = parser.parse_args(argv)
     try:
         code: int = arguments.run(arguments)
