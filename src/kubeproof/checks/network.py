@@ -103,6 +103,23 @@ def namespace_default_deny_egress(namespace: str, context: Context) -> Iterator[
     yield from _default_deny(namespace, context, EGRESS)
 
 
+def _isolating(workload: Workload, context: Context, direction: str) -> list[NetworkPolicy]:
+    """The policies that isolate a workload's pods for a direction; five checks ask, so
+    the answer is kept for the scan."""
+    answers: dict[tuple[int, str], list[NetworkPolicy]] = context.derived(
+        "netpol-isolating", lambda _: {}
+    )
+    key = (id(workload), direction)
+    if key not in answers:
+        answers[key] = isolating(
+            context.derived("netpol", policies_by_namespace).get(workload.namespace, []),
+            workload.namespace,
+            workload.pod_labels,
+            direction,
+        )
+    return answers[key]
+
+
 def _isolation(workload: Workload, context: Context, direction: str) -> Iterator[Violation]:
     if not runs_pods(workload):
         raise NotApplicable
@@ -114,12 +131,7 @@ def _isolation(workload: Workload, context: Context, direction: str) -> Iterator
         )
         return
     namespace = workload.namespace
-    policies = isolating(
-        context.derived("netpol", policies_by_namespace).get(namespace, []),
-        namespace,
-        workload.pod_labels,
-        direction,
-    )
+    policies = _isolating(workload, context, direction)
     if not policies:
         yield Violation(
             f"no NetworkPolicy in namespace {namespace} selects its pods for "
@@ -181,12 +193,7 @@ def _isolating_rules(
 ) -> list[tuple[NetworkPolicy, Rule]]:
     if not runs_pods(workload) or workload.pod_spec.get("hostNetwork") is True:
         raise NotApplicable
-    policies = isolating(
-        context.derived("netpol", policies_by_namespace).get(workload.namespace, []),
-        workload.namespace,
-        workload.pod_labels,
-        direction,
-    )
+    policies = _isolating(workload, context, direction)
     if not policies or any(p.open_rules(direction) for p in policies):
         raise NotApplicable
     return [(p, rule) for p in policies for rule in p.typed_rules(direction)]
