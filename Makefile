@@ -27,7 +27,7 @@ demo: $(STAMP)
 ## Everything CI runs: lint, types, unit and integration tests (real control plane, helm,
 ## kustomize: built from the Go module proxy on first use, then cached by version).
 test: $(STAMP) lint typecheck test-tools
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-tools:
 	scripts/controlplane/build.sh

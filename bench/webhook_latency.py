@@ -11,11 +11,19 @@ is due at start + i/rate, and latency is measured from when it was due, so a sta
 server shows up in the tail instead of slowing the generator down (no coordinated
 omission). Half the requests are a compliant Deployment (allowed), half a privileged Pod
 (denied with a message), each a realistic AdmissionReview.
+
+    python bench/webhook_latency.py --signatures             # + cosign verification, warm cache
+
+`--signatures` also requires a cosign signature: it starts Debian's docker-registry on
+127.0.0.1 (the test suite's helpers), pushes an image and its signature made with a key
+generated here, pins both requests' image to its digest, and sends one request before the
+clock starts, so what is measured is a warm signature cache (no registry call per request).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -42,6 +50,33 @@ images:
   allowedRegistries: [registry.example.com]
 defaultMode: enforce
 """
+DEFAULT_IMAGE = "registry.example.com/shop/api:2.4.1"
+SIGNATURE_RULES = """\
+  signatures:
+    - repositories: ["{host}/shop/*"]
+      keys: [release.pub]
+"""
+
+
+@contextlib.contextmanager
+def signed_image(directory: Path) -> Any:
+    """A loopback registry holding an image signed as cosign does; yields (image by
+    digest, policy lines to add under `images:`)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from admission.cosign import cosign_sign, new_key, public_pem, push_image
+    from images.registry_server import running_registry
+
+    (directory / "registry").mkdir()
+    with running_registry(directory / "registry") as registry:
+        digest = push_image(registry, "shop/api", "2.4.1", "bench image")
+        key = new_key()
+        cosign_sign(registry, "shop/api", digest, key)
+        (directory / "release.pub").write_text(public_pem(key))
+        extra = f'  allowedRepositories: ["{registry.host}/shop/*"]\n'
+        yield (
+            f"{registry.host}/shop/api@{digest}",
+            extra + SIGNATURE_RULES.format(host=registry.host),
+        )
 
 
 def openssl(*arguments: str, stdin: bytes | None = None) -> None:
@@ -72,7 +107,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
-def container(privileged: bool) -> dict[str, Any]:
+def container(privileged: bool, image: str) -> dict[str, Any]:
     context: dict[str, Any] = {
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
@@ -84,7 +119,7 @@ def container(privileged: bool) -> dict[str, Any]:
         context["allowPrivilegeEscalation"] = False
     return {
         "name": "app",
-        "image": "registry.example.com/shop/api:2.4.1",
+        "image": image,
         "ports": [{"containerPort": 8080}],
         "env": [{"name": "MODE", "value": "production"}],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
@@ -92,8 +127,8 @@ def container(privileged: bool) -> dict[str, Any]:
     }
 
 
-def review(privileged: bool) -> dict[str, Any]:
-    spec = {"containers": [container(privileged)], "serviceAccountName": "api"}
+def review(privileged: bool, image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    spec = {"containers": [container(privileged, image)], "serviceAccountName": "api"}
     if privileged:
         obj: dict[str, Any] = {
             "apiVersion": "v1",
@@ -131,10 +166,10 @@ def review(privileged: bool) -> dict[str, Any]:
     }
 
 
-def start_server(directory: Path) -> tuple[subprocess.Popen[str], int, Path]:
+def start_server(directory: Path, image_rules: str = "") -> tuple[subprocess.Popen[str], int, Path]:
     ca, cert, key = make_certificate(directory)
     policy = directory / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(POLICY.replace("defaultMode:", image_rules + "defaultMode:"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     command = [sys.executable, "-m", "kubeproof", "webhook", "serve", "--policy", str(policy),
                "--tls-cert", str(cert), "--tls-key", str(key), "--port", "0"]  # fmt: skip
@@ -149,13 +184,27 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[str], int, Path]:
     return process, int(line.rsplit(":", 1)[1].split("/")[0]), ca
 
 
+def warm_up(port: int, ca: Path, bodies: list[bytes]) -> None:
+    """One request of each kind before the clock starts (fills the signature cache)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    for expected, body in zip((True, False), bodies, strict=True):
+        conn.request("POST", "/validate", body=body)
+        answer = json.loads(conn.getresponse().read())["response"]
+        audit = answer.get("auditAnnotations", {})
+        if answer["allowed"] is not expected or "not-evaluated" in audit:
+            raise SystemExit(f"warm-up: unexpected answer {answer['allowed']}: {audit}")
+    conn.close()
+
+
 def run_load(
-    port: int, ca: Path, rate: float, duration: float, connections: int
+    port: int, ca: Path, rate: float, duration: float, connections: int, image: str
 ) -> tuple[list[float], list[float], int, float]:
     """Latencies from due time and from send time (ms), errors, and elapsed seconds."""
-    bodies = [json.dumps(review(privileged=i % 2 == 1)).encode() for i in range(2)]
+    bodies = [json.dumps(review(i % 2 == 1, image)).encode() for i in range(2)]
     total = int(rate * duration)
     context = ssl.create_default_context(cafile=str(ca))
+    warm_up(port, ca, bodies)
     due_latencies: list[float] = []
     service_latencies: list[float] = []
     errors = [0]
@@ -218,17 +267,25 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load")
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections")
+    parser.add_argument(
+        "--signatures",
+        action="store_true",
+        help="also require a cosign signature (loopback registry, warm cache)",
+    )
     arguments = parser.parse_args()
     if not (0 < arguments.rate <= 5000 and 0 < arguments.duration <= 600):
         parser.error("--rate must be in (0, 5000] and --duration in (0, 600]")
     sys.setswitchinterval(0.0005)  # the generator's threads must not add GIL waits either
-    with tempfile.TemporaryDirectory() as directory:
-        process, port, ca = start_server(Path(directory))
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as stack:
+        image, image_rules = DEFAULT_IMAGE, ""
+        if arguments.signatures:
+            image, image_rules = stack.enter_context(signed_image(Path(directory)))
+        process, port, ca = start_server(Path(directory), image_rules)
         load_before = os.getloadavg()[0]
         cpu_before = cpu_seconds(process.pid)
         try:
             due, service, errors, elapsed = run_load(
-                port, ca, arguments.rate, arguments.duration, arguments.connections
+                port, ca, arguments.rate, arguments.duration, arguments.connections, image
             )
             cpu_after = cpu_seconds(process.pid)
         finally:
@@ -238,6 +295,7 @@ def main() -> int:
     print(
         f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  "
         f"connections: {arguments.connections}  mix: 50% allowed Deployment, 50% denied Pod"
+        + ("  signatures: required (warm cache)" if arguments.signatures else "")
     )
     print(f"{'measure':<26}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, values in (("latency (from due time)", due), ("service (from send)", service)):

@@ -7,32 +7,26 @@ label unique to the run), and is deleted afterwards so other tests never see it.
 
 from __future__ import annotations
 
-import base64
 import json
-import socket
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from controlplane import ControlPlane, wait_for
+from webhook_helpers import LABEL, Reply, call, free_port, pod, registered_webhooks, serving
 
 from admission.reviews import pod_spec, privileged_pod_spec
 from admission.webhook_tls import Tls, make_tls
 from kubeproof.admission.decide import Decider
-from kubeproof.admission.manifests import webhook_rules
 from kubeproof.admission.namespaces import cluster_namespace_labels
 from kubeproof.admission.policy import parse_policy
-from kubeproof.admission.server import AdmissionServer, CertificateReloader, start_in_thread
+from kubeproof.admission.server import AdmissionServer
 from kubeproof.sources.kubeconfig import load_connection
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module: its tests share one webhook and count its decisions.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("webhook")]
 
 RUN = uuid.uuid4().hex[:8]
-LABEL = "kubeproof-webhook-test"
-WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 ENFORCE, WARN, EXEMPT = f"kp-wh-enforce-{RUN}", f"kp-wh-warn-{RUN}", f"kp-wh-exempt-{RUN}"
 AUDIT, BASELINE = f"kp-wh-audit-{RUN}", f"kp-wh-baseline-{RUN}"
 DOWN_FAIL, DOWN_IGNORE = f"kp-wh-down-fail-{RUN}", f"kp-wh-down-ignore-{RUN}"
@@ -50,59 +44,6 @@ POLICY = {
 }
 
 
-class Reply:
-    def __init__(self, status: int, body: bytes, warnings: list[str]) -> None:
-        self.status, self.body, self.warnings = status, body, warnings
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(cluster: ControlPlane, method: str, path: str, body: Any = None) -> Reply:
-    """Like ControlPlane.request, but keeps the Warning headers the webhook caused."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(cluster.server + path, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    context = cluster._context("admin")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=30) as response:
-            return Reply(
-                response.status, response.read(), response.headers.get_all("Warning") or []
-            )
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, error.read(), error.headers.get_all("Warning") or [])
-
-
-def pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-def configuration(name: str, url: str, ca: bytes, selector: str, failure: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "workloads.kubeproof.dev",
-                "admissionReviewVersions": ["v1"],
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca).decode()},
-                "rules": webhook_rules(),
-                "failurePolicy": failure,
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "namespaceSelector": {"matchLabels": {LABEL: selector}},
-            }
-        ],
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     return make_tls(tmp_path_factory.mktemp("webhook-tls"))
@@ -112,55 +53,28 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 def webhook(control_plane: ControlPlane, tls: Tls) -> Iterator[AdmissionServer]:
     # Namespace labels read as the read-only scanner identity, as `serve --namespace-labels`.
     labels = cluster_namespace_labels(load_connection(str(control_plane.scanner_kubeconfig)))
-    server = AdmissionServer(
-        ("127.0.0.1", 0),
-        Decider(parse_policy(POLICY), labels),
-        CertificateReloader(str(tls.cert), str(tls.key)),
-        log=lambda line: None,
-    )
-    thread = start_in_thread(server)
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(Decider(parse_policy(POLICY), labels), tls) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def registered(control_plane: ControlPlane, webhook: AdmissionServer, tls: Tls) -> Iterator[None]:
-    ca = tls.ca_cert.read_bytes()
     dead = f"https://127.0.0.1:{free_port()}/validate"  # nothing listens there
     configurations = {
         f"kp-wh-{RUN}": (f"https://127.0.0.1:{webhook.port}/validate", RUN, "Fail"),
         f"kp-wh-down-fail-{RUN}": (dead, f"{RUN}-down-fail", "Fail"),
         f"kp-wh-down-ignore-{RUN}": (dead, f"{RUN}-down-ignore", "Ignore"),
     }
-    namespaces = {ENFORCE: RUN, WARN: RUN, EXEMPT: RUN, AUDIT: RUN, BASELINE: RUN}
-    extra_labels = {
-        AUDIT: {"kubeproof.dev/admission": "audit"},
-        BASELINE: {"pod-security.kubernetes.io/enforce": "baseline"},
+    namespaces = {
+        ENFORCE: {LABEL: RUN},
+        WARN: {LABEL: RUN},
+        EXEMPT: {LABEL: RUN},
+        AUDIT: {LABEL: RUN, "kubeproof.dev/admission": "audit"},
+        BASELINE: {LABEL: RUN, "pod-security.kubernetes.io/enforce": "baseline"},
+        DOWN_FAIL: {LABEL: f"{RUN}-down-fail"},
+        DOWN_IGNORE: {LABEL: f"{RUN}-down-ignore"},
     }
-    namespaces |= {DOWN_FAIL: f"{RUN}-down-fail", DOWN_IGNORE: f"{RUN}-down-ignore"}
-    try:
-        for name, (url, selector, failure) in configurations.items():
-            control_plane.create(WEBHOOKS, configuration(name, url, ca, selector, failure))
-        for name, selector in namespaces.items():
-            control_plane.create(
-                "/api/v1/namespaces",
-                {
-                    "metadata": {
-                        "name": name,
-                        "labels": {LABEL: selector, **extra_labels.get(name, {})},
-                    }
-                },
-            )
-        for name in namespaces:
-            wait_for(
-                lambda name=name: (
-                    control_plane.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").status
-                    == 200
-                ),
-                f"the default service account in {name}",
-            )
+    with registered_webhooks(control_plane, tls, configurations, namespaces):
         # The API server picks up new webhook configurations asynchronously.
         probe = pod("probe", privileged_pod_spec())
         wait_for(
@@ -173,11 +87,6 @@ def registered(control_plane: ControlPlane, webhook: AdmissionServer, tls: Tls) 
             "the API server to call the webhook",
         )
         yield
-    finally:
-        for name in configurations:
-            control_plane.request("DELETE", f"{WEBHOOKS}/{name}")
-        for name in namespaces:
-            control_plane.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def test_a_privileged_pod_is_denied_with_the_rule_field_and_fix(

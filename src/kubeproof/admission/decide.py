@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kubeproof.admission.images import image_source_check
+from kubeproof.admission.images import image_signature_check, image_source_check
 from kubeproof.admission.policy import Policy
 from kubeproof.admission.review import AdmissionRequest, answer
+from kubeproof.admission.signatures import SignatureVerifier
 from kubeproof.checks import Check
 from kubeproof.engine import WORKLOAD_KINDS, Context, evaluate
 from kubeproof.inventory import Coverage, Inventory, K8sObject
@@ -72,12 +73,22 @@ class Decision:
 class Decider:
     """Decisions under one policy. Thread-safe: nothing is shared but read-only data."""
 
-    def __init__(self, policy: Policy, namespace_labels: NamespaceLabels | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        namespace_labels: NamespaceLabels | None = None,
+        signatures: SignatureVerifier | None = None,
+    ) -> None:
         self.policy = policy
         self._namespace_labels = namespace_labels
         checks: list[Check] = list(policy.checks)
+        self.signatures: SignatureVerifier | None = None
         if policy.images.restricts_sources:
             checks.append(image_source_check(policy.images))
+        if policy.images.requires_signatures:
+            # One verifier (and so one signature cache) for the server's lifetime.
+            self.signatures = signatures or SignatureVerifier()
+            checks.append(image_signature_check(policy.images, self.signatures))
         self.checks: tuple[Check, ...] = tuple(checks)
         self._coverage = AdmissionCoverage(with_namespace=False)
         self._coverage_with_namespace = AdmissionCoverage(with_namespace=True)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from kubeproof import frameworks
+from kubeproof.admission.signatures import KeyProblem, PolicyKey, load_policy_key
 from kubeproof.checks import Check, catalogue
 from kubeproof.engine import WORKLOAD_KINDS
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
@@ -26,6 +27,7 @@ MODES = ("enforce", "warn", "audit", "off")
 # cluster or other kinds, which one AdmissionReview does not show.
 ADMISSION_SCOPES = frozenset({"container", "workload"})
 IMAGE_DIGEST_CHECK = "workload.image-digest"
+REGISTRY_ERROR_MODES = ("fail-closed", "fail-open")
 
 _TOP_LEVEL = frozenset(
     {
@@ -86,14 +88,38 @@ class Exemptions:
 
 
 @dataclass(frozen=True)
+class SignatureRule:
+    """Images from `repositories` (REGISTRY/REPOSITORY globs) must carry a cosign
+    signature by one of `keys`; `name` is where the rule is in the policy."""
+
+    name: str
+    repositories: tuple[str, ...]
+    keys: tuple[PolicyKey, ...]
+    required: bool = True
+
+    def matches(self, repository: str) -> bool:
+        return any(fnmatch.fnmatchcase(repository, glob) for glob in self.repositories)
+
+
+@dataclass(frozen=True)
 class ImageRules:
     allowed_registries: tuple[str, ...] = ()
     allowed_repositories: tuple[str, ...] = ()
     require_digest: bool = False
+    signatures: tuple[SignatureRule, ...] = ()
+    registry_errors: str = "fail-closed"
 
     @property
     def restricts_sources(self) -> bool:
         return bool(self.allowed_registries or self.allowed_repositories)
+
+    @property
+    def requires_signatures(self) -> bool:
+        return any(rule.required for rule in self.signatures)
+
+    def signature_rule_for(self, repository: str) -> SignatureRule | None:
+        """The first rule whose repositories match REGISTRY/REPOSITORY."""
+        return next((rule for rule in self.signatures if rule.matches(repository)), None)
 
 
 @dataclass(frozen=True)
@@ -136,12 +162,13 @@ def load_policy(path: str | Path) -> Policy:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise PolicyError(f"policy {where}{line}: not valid YAML") from None
-    return parse_policy(data, where)
+    return parse_policy(data, where, Path(path).parent)
 
 
-def parse_policy(data: Any, where: str = "policy") -> Policy:
+def parse_policy(data: Any, where: str = "policy", base: Path | None = None) -> Policy:
+    """`base` is the directory relative key file paths are read from."""
     try:
-        return _parse(data, where)
+        return _parse(data, where, base)
     except _FieldError as error:
         raise PolicyError(f"policy {where}: {error}") from None
 
@@ -150,7 +177,7 @@ class _FieldError(Exception):
     pass
 
 
-def _parse(data: Any, where: str) -> Policy:
+def _parse(data: Any, where: str, base: Path | None) -> Policy:
     if not isinstance(data, dict):
         raise _FieldError("the document is not a mapping")
     unknown = sorted(str(k) for k in data if k not in _TOP_LEVEL)
@@ -160,7 +187,7 @@ def _parse(data: Any, where: str) -> Policy:
         raise _FieldError(f"apiVersion must be {POLICY_API_VERSION}")
     if data.get("kind") != POLICY_KIND:
         raise _FieldError(f"kind must be {POLICY_KIND}")
-    images = _images(data.get("images"))
+    images = _images(data.get("images"), base)
     checks, pss_level, left = _checks(data.get("enforce"), images)
     return Policy(
         checks=checks,
@@ -210,7 +237,7 @@ def _checks(
     if images.require_digest:
         chosen.add(IMAGE_DIGEST_CHECK)
     chosen.difference_update(_strings(value.get("skipChecks"), "enforce.skipChecks"))
-    if not chosen and not images.restricts_sources:
+    if not chosen and not images.restricts_sources and not images.requires_signatures:
         raise _FieldError("enforce selects no checks and images sets no rule: nothing to enforce")
     admissible = tuple(c for c in catalogue() if c.id in chosen and judged_at_admission(c))
     left = tuple(sorted(chosen - {c.id for c in admissible}))
@@ -264,12 +291,18 @@ def _exemptions(value: Any) -> Exemptions:
     )
 
 
-def _images(value: Any) -> ImageRules:
+def _images(value: Any, base: Path | None) -> ImageRules:
     if value is None:
         return ImageRules()
     if not isinstance(value, dict):
         raise _FieldError("images is not a mapping")
-    known = ("allowedRegistries", "allowedRepositories", "requireDigest")
+    known = (
+        "allowedRegistries",
+        "allowedRepositories",
+        "requireDigest",
+        "signatures",
+        "registryErrors",
+    )
     unknown = sorted(str(k) for k in value if k not in known)
     if unknown:
         raise _FieldError(f"images.{unknown[0]}: unknown field ({', '.join(known)})")
@@ -284,7 +317,57 @@ def _images(value: Any) -> ImageRules:
         allowed_registries=_strings(value.get("allowedRegistries"), "images.allowedRegistries"),
         allowed_repositories=repositories,
         require_digest=_bool(value.get("requireDigest", False), "images.requireDigest"),
+        signatures=tuple(
+            _signature_rule(entry, f"images.signatures[{i}]", base)
+            for i, entry in enumerate(_list(value.get("signatures"), "images.signatures"))
+        ),
+        registry_errors=_registry_errors(value.get("registryErrors", "fail-closed")),
     )
+
+
+def _signature_rule(value: Any, where: str, base: Path | None) -> SignatureRule:
+    if not isinstance(value, dict):
+        raise _FieldError(f"{where} is not a mapping")
+    known = ("repositories", "keys", "required")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise _FieldError(f"{where}.{unknown[0]}: unknown field ({', '.join(known)})")
+    repositories = _strings(value.get("repositories"), f"{where}.repositories")
+    if not repositories:
+        raise _FieldError(f"{where}.repositories: name at least one REGISTRY/REPOSITORY glob")
+    for i, glob in enumerate(repositories):
+        if not _names_registry(glob):
+            raise _FieldError(
+                f"{where}.repositories[{i}]: {glob!r} names no registry "
+                "(write REGISTRY/REPOSITORY, e.g. registry.example.com/team/*)"
+            )
+    required = _bool(value.get("required", True), f"{where}.required")
+    texts = _strings(value.get("keys"), f"{where}.keys")
+    if not texts:
+        raise _FieldError(f"{where}.keys: name at least one public key (PEM or a file path)")
+    keys = []
+    for i, text in enumerate(texts):
+        try:
+            keys.append(load_policy_key(text, base))
+        except KeyProblem as error:
+            raise _FieldError(f"{where}.keys[{i}]: {error}") from None
+    return SignatureRule(where, repositories, tuple(keys), required)
+
+
+def _names_registry(glob: str) -> bool:
+    """Whether a REGISTRY/REPOSITORY glob starts with a host, as references are read
+    (`team/app` is Docker Hub's, so a rule on it would silently match nothing)."""
+    first, slash, _ = glob.partition("/")
+    host_like = "." in first or ":" in first or first == "localhost" or "*" in first
+    return bool(slash) and host_like
+
+
+def _registry_errors(value: Any) -> str:
+    if value not in REGISTRY_ERROR_MODES:
+        raise _FieldError(
+            f"images.registryErrors: {value!r} is not one of {', '.join(REGISTRY_ERROR_MODES)}"
+        )
+    return str(value)
 
 
 def _mode(value: Any, where: str) -> str:
