@@ -126,3 +126,4 @@ def test_example_policy_is_valid_and_uses_every_section() -> None:
     policy = load_policy(ROOT / "deploy" / "webhook" / "policy.example.yaml")
     assert policy.checks and policy.namespaces and policy.images.restricts_sources
     assert policy.exemptions.namespaces and policy.uses_namespace_labels
+    assert policy.images.signatures
