@@ -28,6 +28,7 @@ COMMANDS = {
     "image": "image",
     "vulndb": "vulndb",
     "webhook": "webhook",
+    "audit": "audit",
 }
 
 
