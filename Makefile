@@ -34,6 +34,7 @@ test-tools:
 	scripts/tools.sh
 	scripts/registry.sh
 	scripts/postgres.sh
+	scripts/pdf-deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -23,6 +23,7 @@ COMMANDS = {
     "findings": "history",
     "evidence": "evidence",
     "exceptions": "exceptions",
+    "report": "report",
     "rbac": "rbac",
     "netpol": "netpol",
     "image": "image",
