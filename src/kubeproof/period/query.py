@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -48,6 +48,7 @@ from kubeproof.period.model import (
     empty_counts,
     week_start,
 )
+from kubeproof.risk_acceptance import expires_at
 from kubeproof.store import ledger
 from kubeproof.store.findings import DEFAULT_SLA_DAYS
 from kubeproof.store.ledger import utc
@@ -411,14 +412,14 @@ def _exceptions(session: Session, options: Options) -> list[ExceptionInForce] | 
         )
     }
     statement = select(_EXCEPTIONS).where(
-        _EXCEPTIONS.c.created_at < period.end, _EXCEPTIONS.c.expires_on >= period.first_day
+        _EXCEPTIONS.c.created_at < period.end, _EXCEPTIONS.c.expires_on > period.first_day
     )
     items: list[ExceptionInForce] = []
     for row in session.execute(statement.order_by(_EXCEPTIONS.c.id)).mappings():
         revoked_at = revoked.get(row["id"])
         if revoked_at is not None and revoked_at < period.start:
             continue
-        expires = datetime.combine(row["expires_on"], time(), tzinfo=UTC) + timedelta(days=1)
+        expires = expires_at(row["expires_on"])  # the same moment a scan stops excepting
         items.append(
             ExceptionInForce(
                 id=f"EXC-{row['id']}",
