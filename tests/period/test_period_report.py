@@ -397,6 +397,6 @@ def test_exceptions_in_force_appear_with_owner_reason_and_expiry(tmp_path: Path)
     assert risk["status"] == "risk-accepted"
     [entry] = risk["risk-log"]["entries"]
     assert entry["status-change"] == "risk-accepted" and "platform-team" in entry["description"]
-    assert entry["end"] == "2026-03-01T00:00:00Z"
+    assert entry["end"] == "2026-02-28T00:00:00Z"
     others = [r for r in risks if "shop-data/worker" in r["title"]]
     assert others and {r["status"] for r in others} == {"closed"}
