@@ -17,6 +17,7 @@ from store_helpers import deployment, execute, query, record
 from kubeproof.cli.main import main
 from kubeproof.store import ledger
 from kubeproof.store.db import StoreError, open_store
+from kubeproof.store.migrate import head_revision
 
 
 def counts(url: str) -> tuple[int, ...]:
@@ -203,7 +204,7 @@ def test_reading_commands_do_not_create_a_store(
 def test_schema_is_migrated_once_and_newer_schemas_are_refused(database: Database) -> None:
     store = open_store(database.url)
     store.close()
-    assert query(database.url, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert query(database.url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     store = open_store(database.url)  # again: nothing to do
     store.close()
     execute(database.url, "UPDATE alembic_version SET version_num = '9999'")

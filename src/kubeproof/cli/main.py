@@ -30,6 +30,7 @@ COMMANDS = {
     "vulndb": "vulndb",
     "webhook": "webhook",
     "audit": "audit",
+    "agent": "agent",
 }
 
 

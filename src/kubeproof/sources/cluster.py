@@ -210,7 +210,26 @@ class ApiClient:
             self._sleep(wait)
             attempt += 1
 
-    def _get_once(self, path: str, params: dict[str, str] | None, accept: str) -> Any:
+    def open_stream(
+        self, path: str, params: dict[str, str], accept: str = "", timeout_s: float = TIMEOUT_S
+    ) -> http.client.HTTPResponse:
+        """One GET whose body is read as it arrives (a watch), tried once: the caller reads
+        it line by line, closes it, and decides about retrying."""
+        request = self._request(path, params, accept)
+        self._rate.wait()
+        try:
+            response: http.client.HTTPResponse = self._opener.open(request, timeout=timeout_s)
+        except urllib.error.HTTPError as error:
+            raise self._http_error(error, path) from None
+        except urllib.error.URLError as error:
+            raise self._transport_error(error.reason, path) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise self._transport_error(error, path) from None
+        return response
+
+    def _request(
+        self, path: str, params: dict[str, str] | None, accept: str
+    ) -> urllib.request.Request:
         url = self.connection.server + path + (f"?{urlencode(params)}" if params else "")
         request = urllib.request.Request(url, method="GET")
         request.add_header("Accept", accept or "application/json")
@@ -221,6 +240,10 @@ class ApiClient:
             request.add_header("Impersonate-User", self.connection.impersonate_user)
             for group in self.connection.impersonate_groups:
                 request.add_header("Impersonate-Group", group)
+        return request
+
+    def _get_once(self, path: str, params: dict[str, str] | None, accept: str) -> Any:
+        request = self._request(path, params, accept)
         self._rate.wait()
         try:
             with self._opener.open(request, timeout=self._timeout_s) as response:
@@ -397,6 +420,7 @@ class Listed:
     api_version: str
     items: list[dict[str, Any]]
     list_kind: str
+    resource_version: str = ""  # of the list as a whole: where a watch starts from
 
 
 def list_all(
@@ -429,6 +453,7 @@ def list_all(
                         as_str(page.get("apiVersion")) or "",
                         items,
                         as_str(page.get("kind")) or "",
+                        as_str(as_dict(page.get("metadata")).get("resourceVersion")) or "",
                     )
         except ApiError as error:
             if error.status != 410 or attempt == 2:

@@ -20,6 +20,13 @@ def alembic_config() -> Config:
     return config
 
 
+def head_revision() -> str:
+    """The newest schema revision this kubeproof ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations shipped"
+    return head
+
+
 def upgrade_to_head(store: Store) -> None:
     """Bring the schema to the newest revision, in one transaction that holds the
     writer's lock, so concurrent first runs do not both create the tables."""

@@ -225,3 +225,48 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+class AgentTransitionRow(Base):
+    """A verdict the agent saw change between two scans (revision 0003): newly failing,
+    resolved, changed (still failing, differently) or deleted, when it was observed, and a
+    redacted diff of the judged fields of the object whose change caused it. Findings
+    themselves still move only with recorded scans."""
+
+    __tablename__ = "agent_transitions"
+    __table_args__ = (Index("ix_agent_transitions_cluster_observed", "cluster", "observed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(NAME))
+    run_id: Mapped[str] = mapped_column(String(36))
+    observed_at: Mapped[datetime] = mapped_column(_time())  # the watch event arrived
+    recorded_at: Mapped[datetime] = mapped_column(_time())
+    transition: Mapped[str] = mapped_column(String(10))  # failing|resolved|changed|deleted
+    fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT), index=True)
+    check_id: Mapped[str] = mapped_column(String(100))
+    severity: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(NAME))
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    container: Mapped[str] = mapped_column(String(NAME))
+    status_before: Mapped[str | None] = mapped_column(String(20))
+    status_after: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)  # redacted
+    cause: Mapped[str] = mapped_column(Text)  # the changed object: Kind/namespace/name
+    diff: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # redacted
+
+
+class AgentHeartbeatRow(Base):
+    """The agent was alive and watching at `at` (revision 0003): gaps between heartbeats
+    longer than the interval are gaps in monitoring."""
+
+    __tablename__ = "agent_heartbeats"
+    __table_args__ = (Index("ix_agent_heartbeats_cluster_at", "cluster", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(NAME))
+    run_id: Mapped[str] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(_time())
+    state: Mapped[str] = mapped_column(String(10))  # started | alive | stopped
+    interval_s: Mapped[int] = mapped_column(Integer)
+    counters: Mapped[dict[str, int]] = mapped_column(JSON)

@@ -1,0 +1,259 @@
+"""Which verdicts a change can move, re-judging only those, and the diff of verdicts.
+
+* a kind that carries a pod template (Deployment, Pod, ReplicaSet ...): the container and
+  workload checks of its top owner (pods and ReplicaSets fold into their Deployment);
+* an RBAC kind: the rbac checks, everywhere (a binding changes what every subject may do);
+* a NetworkPolicy or a Namespace: every check, for the subjects of that namespace;
+* anything else: the checks that judge that kind or need it, for all their subjects.
+
+Periodic full rescans catch whatever these rules miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubeproof.agent.state import Change, ObjectCache
+from kubeproof.checks.registry import Check
+from kubeproof.engine import WORKLOAD_KINDS, Context, evaluate
+from kubeproof.inventory import K8sObject
+from kubeproof.model import Result, Status, Subject
+from kubeproof.redaction import redact, redact_data
+
+RBAC_KINDS = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
+NAMESPACE_WIDE_KINDS = frozenset({"NetworkPolicy", "Namespace"})
+OWNER_KINDS = frozenset(WORKLOAD_KINDS)  # owners the agent watches, so will see arrive
+SubjectKey = tuple[str, str, str]  # kind, namespace ("" when none), name
+MAX_DIFF_ENTRIES = 100
+# Never judged, changing on every write: left out of diffs.
+VOLATILE_METADATA = frozenset(
+    {"resourceVersion", "generation", "managedFields", "uid", "creationTimestamp"}
+)
+# Values of these are configuration data, not what checks judge: a diff says only that
+# they changed (Secrets never carry them at all: they are read as metadata only).
+OPAQUE_FIELDS = frozenset({"data", "binaryData", "stringData"})
+
+FAILING, RESOLVED, CHANGED, DELETED = "failing", "resolved", "changed", "deleted"
+
+
+def key_of(subject: Subject | K8sObject) -> SubjectKey:
+    if isinstance(subject, K8sObject):
+        return (subject.kind, subject.namespace or "", subject.name)
+    return (subject.kind, subject.namespace or "", subject.name)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Checks to run again and which of their subjects to keep (None: all of them)."""
+
+    checks: frozenset[str]
+    workloads: frozenset[SubjectKey] | None = None
+    namespaces: frozenset[str] | None = None
+
+    def covers(self, check_id: str, subject: Subject) -> bool:
+        if check_id not in self.checks:
+            return False
+        if self.workloads is not None:
+            return key_of(subject) in self.workloads
+        if self.namespaces is not None:
+            if subject.kind == "Namespace":
+                return subject.name in self.namespaces
+            return subject.namespace in self.namespaces or subject.kind == "Cluster"
+        return True
+
+
+def plan_for(change: Change, cache: ObjectCache, checks: Sequence[Check]) -> Plan | None:
+    kind = change.kind
+    obj = change.current
+    if kind in WORKLOAD_KINDS:
+        scoped = frozenset(c.spec.id for c in checks if c.spec.scope in ("container", "workload"))
+        return Plan(scoped, workloads=frozenset(_owner_chain(obj, cache)))
+    if kind in NAMESPACE_WIDE_KINDS:
+        namespace = obj.name if kind == "Namespace" else obj.namespace or ""
+        return Plan(frozenset(c.spec.id for c in checks), namespaces=frozenset({namespace}))
+    selected = {c.spec.id for c in checks if kind in c.spec.kinds or kind in c.spec.needs}
+    if kind in RBAC_KINDS:
+        selected.update(c.spec.id for c in checks if c.spec.group == "rbac")
+    return Plan(frozenset(selected)) if selected else None
+
+
+def merged(plans: Iterable[Plan]) -> list[Plan]:
+    """Plans that differ only in their workloads become one (pod churn in a batch)."""
+    workload_plans: dict[frozenset[str], set[SubjectKey]] = {}
+    others: list[Plan] = []
+    for plan in plans:
+        if plan.workloads is not None:
+            workload_plans.setdefault(plan.checks, set()).update(plan.workloads)
+        elif plan not in others:
+            others.append(plan)
+    return [Plan(checks, frozenset(keys)) for checks, keys in workload_plans.items()] + others
+
+
+def _owner_chain(obj: K8sObject, cache: ObjectCache) -> list[SubjectKey]:
+    """The subject the object is judged under, and (so that an object that now folds into
+    an owner drops its own verdicts) the object's own key."""
+    return [key_of(obj), judged_key(obj, cache)]
+
+
+def judged_key(obj: K8sObject, cache: ObjectCache) -> SubjectKey:
+    """The top owner's key; the owner's own key when it has not arrived yet."""
+    top = cache.top_owner(obj)
+    return cache.pending_owner(top, OWNER_KINDS) or key_of(top)
+
+
+def _judged_now(obj: K8sObject, cache: ObjectCache, wanted: frozenset[SubjectKey]) -> bool:
+    """A workload object belongs in the plan's inventory when its top owner is wanted and
+    known: one whose owner is still on its way is judged once the owner arrives (judged
+    now, it would pass for a workload of its own)."""
+    top = cache.top_owner(obj)
+    return key_of(top) in wanted and cache.pending_owner(top, OWNER_KINDS) is None
+
+
+def evaluate_plan(
+    plan: Plan, cache: ObjectCache, checks: Sequence[Check], context_of: Any
+) -> list[Result]:
+    """The results of the plan's checks for the plan's subjects, judged from the cache.
+    `context_of(inventory)` builds the engine's Context."""
+    selected = [c for c in checks if c.spec.id in plan.checks]
+    if plan.workloads is not None:
+        wanted = plan.workloads
+        objects = [
+            obj
+            for obj in cache
+            if obj.kind not in WORKLOAD_KINDS or _judged_now(obj, cache, wanted)
+        ]
+        inventory = cache.inventory(objects)
+    else:
+        inventory = cache.inventory()
+    context: Context = context_of(inventory)
+    results = evaluate(inventory, selected, context)
+    return [r for r in results if plan.covers(r.check.id, r.subject)]
+
+
+@dataclass(frozen=True)
+class Transition:
+    transition: str  # failing | resolved | changed | deleted
+    fingerprint: str
+    result: Result  # the new result, or the last one for resolved-by-absence and deleted
+    before: Status | None
+    after: Status | None
+
+
+def diff_verdicts(
+    plan: Plan,
+    verdicts: Mapping[str, Result],
+    fresh: Sequence[Result],
+    present: Any,
+) -> list[Transition]:
+    """What moved between the known verdicts of the plan's slice and the fresh ones.
+    `present(subject)` says whether the subject still exists (gone: deleted)."""
+    old = {fp: r for fp, r in verdicts.items() if plan.covers(r.check.id, r.subject)}
+    new = {r.fingerprint: r for r in fresh}
+    transitions = []
+    for fingerprint, result in new.items():
+        before = old.get(fingerprint)
+        before_status = before.status if before else None
+        if result.status is Status.FAIL:
+            if before_status is not Status.FAIL:
+                transitions.append(
+                    Transition(FAILING, fingerprint, result, before_status, result.status)
+                )
+            elif before is not None and before.message != result.message:
+                transitions.append(
+                    Transition(CHANGED, fingerprint, result, before_status, result.status)
+                )
+        elif before_status is Status.FAIL and result.status is Status.PASS:
+            transitions.append(
+                Transition(RESOLVED, fingerprint, result, before_status, Status.PASS)
+            )
+    for fingerprint, before in old.items():
+        if fingerprint in new or before.status is not Status.FAIL:
+            continue
+        gone = not present(before.subject)
+        transitions.append(
+            Transition(DELETED if gone else RESOLVED, fingerprint, before, Status.FAIL, None)
+        )
+    return transitions
+
+
+def apply_verdicts(plan: Plan, verdicts: dict[str, Result], fresh: Sequence[Result]) -> None:
+    """Replace the plan's slice of the known verdicts with the fresh ones."""
+    for fingerprint in [fp for fp, r in verdicts.items() if plan.covers(r.check.id, r.subject)]:
+        del verdicts[fingerprint]
+    verdicts.update(verdicts_of(fresh))
+
+
+def verdicts_of(results: Iterable[Result]) -> dict[str, Result]:
+    """One result per fingerprint; a failure wins over any other status."""
+    verdicts: dict[str, Result] = {}
+    for result in results:
+        known = verdicts.get(result.fingerprint)
+        if known is None or (result.status is Status.FAIL and known.status is not Status.FAIL):
+            verdicts[result.fingerprint] = result
+    return verdicts
+
+
+def judged_diff(before: K8sObject | None, after: K8sObject | None) -> list[dict[str, Any]]:
+    """Leaf-by-leaf differences of what checks judge (the object without its status and
+    volatile metadata), values redacted; at most MAX_DIFF_ENTRIES."""
+    old = _flatten(_judged(before)) if before is not None else {}
+    new = _flatten(_judged(after)) if after is not None else {}
+    entries = []
+    for path in sorted(old.keys() | new.keys()):
+        if old.get(path, _MISSING) == new.get(path, _MISSING):
+            continue
+        entry: dict[str, Any] = {"path": path}
+        if path in old:
+            entry["before"] = _shown(path, old[path])
+        if path in new:
+            entry["after"] = _shown(path, new[path])
+        entries.append(entry)
+        if len(entries) >= MAX_DIFF_ENTRIES:
+            entries.append({"path": "...", "truncated": True})
+            break
+    return entries
+
+
+_MISSING = object()
+NOT_SHOWN = "<not shown>"
+# Holds a whole earlier manifest (a Secret's data, with kubectl apply): never diffed.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _judged(obj: K8sObject) -> dict[str, Any]:
+    raw = {k: v for k, v in obj.raw.items() if k != "status"}
+    metadata = raw.get("metadata")
+    if isinstance(metadata, dict):
+        raw["metadata"] = {k: v for k, v in metadata.items() if k not in VOLATILE_METADATA}
+        annotations = metadata.get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+            raw["metadata"]["annotations"] = kept
+    return raw
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(data, list) and data:
+        flat = {}
+        for index, value in enumerate(data):
+            flat.update(_flatten(value, f"{prefix}[{index}]"))
+        return flat
+    return {prefix: data}
+
+
+def _shown(path: str, value: Any) -> Any:
+    parts = path.replace("[", ".").split(".")
+    if any(part in OPAQUE_FIELDS for part in parts[:2]):
+        return NOT_SHOWN
+    if ".env[" in path and parts[-1] == "value":
+        return NOT_SHOWN  # a literal env value is never quoted, credential-like or not
+    name = parts[-1] if parts and not parts[-1].endswith("]") else None
+    shown = redact_data(value, name)
+    return redact(shown) if isinstance(shown, str) else shown
