@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Database, new_database
+from period_databases import new_database
 from period_helpers import MISSING_DAYS, PERIOD, PRIVILEGED, SCHEDULE, T0, build_history
 from sqlalchemy import create_engine, text
 from trestle.oscal.assessment_results import AssessmentResults
 
+from databases import Database
 from kubeproof import frameworks
 from kubeproof.cli.main import main
 from kubeproof.store.db import open_store, parse_url

@@ -9,9 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import Database
 from store_helpers import T0, deployment, scan_of
 
+from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.model import Severity
 from kubeproof.risk_acceptance import Limits, apply_exceptions, exception_from_mapping

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Database
 from store_helpers import deployment, execute, query, scan_of
 
+from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.risk_acceptance import apply_exceptions
 from kubeproof.store.db import Store, open_store

@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import Database
 from store_helpers import T0, deployment, record
 
+from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.store.db import Store, open_store
 

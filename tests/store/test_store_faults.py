@@ -10,14 +10,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Database
-from postgres import free_port
 from store_helpers import deployment, execute, query, record
 
+from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.store import ledger
 from kubeproof.store.db import StoreError, open_store
 from kubeproof.store.migrate import head_revision
+from postgres import free_port
 
 
 def counts(url: str) -> tuple[int, ...]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Database
 from sqlalchemy import select
 from store_helpers import deployment, execute, query, record
 
+from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.store import ledger
 from kubeproof.store.db import Store, open_store

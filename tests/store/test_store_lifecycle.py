@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Database
 from store_helpers import T0, deployment, record, replica_set_and_pod, scan_of
 
+from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.inventory import Coverage
 from kubeproof.model import Result, Status, Subject

@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import Database
 from sqlalchemy import event
 from store_helpers import deployment, query, scan_of
 
+from databases import Database
 from fake_credentials import FAKES
 from kubeproof.cli.main import main
 from kubeproof.inventory import Coverage

@@ -1,13 +1,15 @@
-"""The store suite runs twice: on SQLite and on a real PostgreSQL server."""
+"""Fixtures shared by every suite: one throwaway PostgreSQL server per test session (started
+only when a test asks for it), and an empty evidence database per test on each backend."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from databases import Database
 from postgres import PostgresServer, find_bin, start
 
 
@@ -21,27 +23,6 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = start()
     yield server
     server.stop()
-
-
-@dataclass(frozen=True)
-class Database:
-    """One empty evidence database for one test."""
-
-    backend: str
-    url: str
-    path: Path | None = None  # the SQLite file
-    server: PostgresServer | None = None
-    name: str = ""
-
-    def stored_text(self) -> str:
-        """Every byte the database keeps, as text: the SQLite files, or a pg_dump."""
-        if self.server is not None:
-            return self.server.dump(self.name)
-        assert self.path is not None
-        parts = [
-            p.read_bytes() for p in self.path.parent.iterdir() if p.name.startswith(self.path.name)
-        ]
-        return b"".join(parts).decode("latin-1")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,31 @@
+"""Evidence databases for tests: the store, agent and period-report suites run on SQLite
+and on a real PostgreSQL server (tests/postgres.py), through the fixtures in
+tests/conftest.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from postgres import PostgresServer
+
+
+@dataclass(frozen=True)
+class Database:
+    """One empty evidence database for one test."""
+
+    backend: str
+    url: str
+    path: Path | None = None  # the SQLite file
+    server: PostgresServer | None = None
+    name: str = ""
+
+    def stored_text(self) -> str:
+        """Every byte the database keeps, as text: the SQLite files, or a pg_dump."""
+        if self.server is not None:
+            return self.server.dump(self.name)
+        assert self.path is not None
+        parts = [
+            p.read_bytes() for p in self.path.parent.iterdir() if p.name.startswith(self.path.name)
+        ]
+        return b"".join(parts).decode("latin-1")
