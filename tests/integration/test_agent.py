@@ -296,7 +296,7 @@ def test_agent_reconnects_after_the_api_server_restarts(
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Any]:
-    from store.postgres import find_bin, start
+    from postgres import find_bin, start  # its own server: the test stops and starts it
 
     if find_bin() is None:
         message = "PostgreSQL server binaries missing: run scripts/postgres.sh (make test-tools)"
