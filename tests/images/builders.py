@@ -34,10 +34,15 @@ class Entry:
     data: bytes = b""
     kind: str = "file"  # file, dir, symlink, hardlink
     target: str = ""
+    mode: int = 0o644
 
 
 def file(path: str, data: bytes | str) -> Entry:
     return Entry(path, data.encode() if isinstance(data, str) else data)
+
+
+def executable(path: str, data: bytes) -> Entry:
+    return Entry(path, data, mode=0o755)
 
 
 def symlink(path: str, target: str) -> Entry:
@@ -60,7 +65,7 @@ def layer_tar(*entries: Entry) -> bytes:
                 info.type, info.linkname = tarfile.LNKTYPE, entry.target
                 tar.addfile(info)
             else:
-                info.size, info.mode = len(entry.data), 0o644
+                info.size, info.mode = len(entry.data), entry.mode
                 tar.addfile(info, io.BytesIO(entry.data))
     return buffer.getvalue()
 

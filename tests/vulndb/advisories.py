@@ -173,3 +173,91 @@ PYPI = [
         ],
     },
 ]
+
+GO = [
+    # golang.org/x/text: unbounded memory in language.ParseAcceptLanguage (CVE-2022-32149).
+    {
+        "id": "GO-2022-1059",
+        "aliases": ["CVE-2022-32149", "GHSA-69ch-w2m2-3vjp"],
+        "modified": "2024-05-20T16:03:47Z",
+        "published": "2022-10-11T17:16:13Z",
+        "summary": "Denial of service via crafted Accept-Language header in golang.org/x/text",
+        "affected": [
+            {
+                "package": {"ecosystem": "Go", "name": "golang.org/x/text"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.3.8"}]}],
+            }
+        ],
+    },
+    # HTTP/2 rapid reset in net/http (CVE-2023-39325): two fixed branches.
+    {
+        "id": "GO-2023-2102",
+        "aliases": ["CVE-2023-39325", "GHSA-4374-p667-p6c8"],
+        "modified": "2024-05-20T16:03:47Z",
+        "published": "2023-10-11T22:14:40Z",
+        "summary": "HTTP/2 rapid reset can cause excessive work in net/http",
+        "affected": [
+            {
+                "package": {"ecosystem": "Go", "name": "stdlib"},
+                "ranges": [
+                    {
+                        "type": "SEMVER",
+                        "events": [
+                            {"introduced": "0"},
+                            {"fixed": "1.20.10"},
+                            {"introduced": "1.21.0-0"},
+                            {"fixed": "1.21.3"},
+                        ],
+                    }
+                ],
+            }
+        ],
+    },
+]
+
+NPM = [
+    # lodash command injection via template (CVE-2021-23337).
+    {
+        "id": "GHSA-35jh-r3h4-6jhm",
+        "aliases": ["CVE-2021-23337"],
+        "modified": "2024-02-16T08:18:41Z",
+        "published": "2021-05-06T16:05:51Z",
+        "summary": "Command Injection in lodash",
+        "database_specific": {"severity": "HIGH"},
+        "affected": [
+            {
+                "package": {"ecosystem": "npm", "name": "lodash"},
+                "ranges": [
+                    {"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}
+                ],
+            }
+        ],
+    },
+    # semver ReDoS (CVE-2022-25883): one range per maintained major.
+    {
+        "id": "GHSA-c2qf-rxjj-qqgw",
+        "aliases": ["CVE-2022-25883"],
+        "modified": "2024-06-21T21:33:53Z",
+        "published": "2023-06-21T06:30:28Z",
+        "summary": "semver vulnerable to Regular Expression Denial of Service",
+        "database_specific": {"severity": "MODERATE"},
+        "affected": [
+            {
+                "package": {"ecosystem": "npm", "name": "semver"},
+                "ranges": [
+                    {"type": "SEMVER", "events": [{"introduced": "7.0.0"}, {"fixed": "7.5.2"}]}
+                ],
+            },
+            {
+                "package": {"ecosystem": "npm", "name": "semver"},
+                "ranges": [
+                    {"type": "SEMVER", "events": [{"introduced": "6.0.0"}, {"fixed": "6.3.1"}]}
+                ],
+            },
+            {
+                "package": {"ecosystem": "npm", "name": "semver"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "5.7.2"}]}],
+            },
+        ],
+    },
+]

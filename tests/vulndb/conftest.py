@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vulndb.advisories import ALPINE, DEBIAN, PYPI
+from vulndb.advisories import ALPINE, DEBIAN, GO, NPM, PYPI
 
 
 def write_archive(
@@ -33,6 +33,8 @@ def osv_root(tmp_path: Path) -> Path:
     write_archive(root / "Debian" / "all.zip", DEBIAN)
     write_archive(root / "Alpine" / "all.zip", ALPINE)
     write_archive(root / "PyPI" / "all.zip", PYPI)
+    write_archive(root / "Go" / "all.zip", GO)
+    write_archive(root / "npm" / "all.zip", NPM)
     return root
 
 

@@ -69,14 +69,14 @@ def test_scan_json_table_and_sbom(
         "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:H/I:H/A:N",
     ) in found
     assert report["image"]["os"] == {"id": "debian", "version_id": "12"}
-    assert {d["ecosystem"] for d in report["database"]} == {"Debian", "Alpine", "PyPI"}
+    assert {d["ecosystem"] for d in report["database"]} == {"Debian", "Alpine", "PyPI", "Go", "npm"}
     assert report["unchecked"] == [] and report["checked"] == report["packages"]
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom.read_text()) is None
 
     assert main(["image", "scan", reference]) == 1
     table = capsys.readouterr().out
     assert "DSA-5514-1" in table and "2.36-9+deb12u3" in table
-    assert "vulnerability database: Alpine, Debian, PyPI, updated 0 min ago" in table
+    assert "vulnerability database: Alpine, Debian, Go, PyPI, npm, updated 0 min ago" in table
 
 
 def test_scan_errors_are_clear(

@@ -17,7 +17,9 @@ from kubeproof.vulndb.versions import (
     comparator,
     compare_apk,
     compare_dpkg,
+    compare_go,
     compare_pypi,
+    compare_semver,
 )
 
 APK_VECTORS = Path(__file__).parent / "data" / "apk-version-vectors.txt"
@@ -128,7 +130,9 @@ def test_pypi_and_ecosystem_lookup() -> None:
     assert comparator("Debian:12") is compare_dpkg
     assert comparator("Alpine:v3.19") is compare_apk
     assert comparator("PyPI") is compare_pypi
-    assert comparator("npm") is None
+    assert comparator("npm") is compare_semver
+    assert comparator("Go") is compare_go
+    assert comparator("Maven") is None
 
 
 JSON = st.recursive(
@@ -184,3 +188,77 @@ def test_range_evaluation_never_raises(events: list[tuple[str, str]], version: s
         version, {"type": "ECOSYSTEM", "events": [{k: v} for k, v in events]}, compare_pypi
     )
     assert verdict.fixed is None or verdict.affected
+
+
+# -- SemVer 2.0.0 (npm) and Go -----------------------------------------------------------
+
+# semver.org, item 11: each is lower than the next.
+SEMVER_SPEC_ORDER = [
+    "1.0.0-alpha",
+    "1.0.0-alpha.1",
+    "1.0.0-alpha.beta",
+    "1.0.0-beta",
+    "1.0.0-beta.2",
+    "1.0.0-beta.11",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "2.0.0",
+    "2.1.0",
+    "2.1.1",
+]
+
+
+def test_semver_spec_precedence() -> None:
+    for lower_index, lower in enumerate(SEMVER_SPEC_ORDER):
+        for higher in SEMVER_SPEC_ORDER[lower_index + 1 :]:
+            assert compare_semver(lower, higher) < 0 < compare_semver(higher, lower)
+        assert compare_semver(lower, lower) == 0
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("1.0.0+20130313144700", "1.0.0", 0),  # build metadata is ignored (item 10)
+        ("1.0.0-beta+exp.sha.5114f85", "1.0.0-beta", 0),
+        ("1.9.0", "1.10.0", -1),  # numeric, not lexical
+        ("1.0.0-2", "1.0.0-10", -1),  # numeric identifiers compare as numbers
+        ("1.0.0-999", "1.0.0-a", -1),  # numeric before alphanumeric
+        ("1.0.0-alpha.1", "1.0.0-alpha.1.0", -1),  # more fields wins when equal so far
+        ("1.0.0-Z", "1.0.0-a", -1),  # ASCII order
+        ("1.0.0-x-y-z.--", "1.0.0-x-y-z.-", 1),
+    ],
+)
+def test_semver_rules(a: str, b: str, expected: int) -> None:
+    assert sign(compare_semver(a, b)) == expected
+
+
+@pytest.mark.parametrize(
+    "invalid", ["1.0", "01.0.0", "1.0.0-01", "1.0.0-", "v1.0.0", "1.0.0+", "1.0.0-a..b", "é"]
+)
+def test_semver_rejects(invalid: str) -> None:
+    with pytest.raises(InvalidVersion):
+        compare_semver(invalid, "1.0.0")
+
+
+def test_go_module_versions() -> None:
+    # Pseudo-versions are prereleases: before the release they precede, after the last tag.
+    pseudo = "v1.2.4-0.20210101000000-abcdef123456"
+    assert compare_go("v1.2.3", pseudo) < 0 < compare_go("v1.2.4", pseudo)
+    assert compare_go("v0.0.0-20200226121028-0de0cce0169b", "0.0.0-20211209124913-491a49abca63") < 0
+    assert compare_go("v0.0.0-20211209124913-491a49abca63", "0.1.0") < 0
+    assert compare_go("v2.0.0+incompatible", "2.0.0") == 0
+    assert compare_go("v0.3.7", "0.3.8") < 0 and compare_go("v0.3.10", "0.3.8") > 0
+    with pytest.raises(InvalidVersion):
+        compare_go("v1.2", "1.2.0")
+
+
+@settings(max_examples=300)
+@given(
+    st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(0, 20)),
+    st.lists(st.one_of(st.integers(0, 30).map(str), st.sampled_from(["a", "b", "rc"])), max_size=3),
+)
+def test_semver_key_is_a_total_order(core: tuple[int, int, int], prerelease: list[str]) -> None:
+    version = ".".join(map(str, core)) + ("-" + ".".join(prerelease) if prerelease else "")
+    release = ".".join(map(str, core))
+    assert compare_semver(version, release) == (-1 if prerelease else 0)
+    assert compare_semver(version, version) == 0

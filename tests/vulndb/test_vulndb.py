@@ -30,12 +30,14 @@ def test_update_and_status(osv_server: str, capsys: pytest.CaptureFixture[str]) 
     assert "Debian: 5 advisories loaded" in output
     assert "Alpine: 2 advisories loaded" in output
     assert "PyPI: 5 advisories loaded" in output
+    assert "Go: 2 advisories loaded" in output
+    assert "npm: 2 advisories loaded" in output
     assert default_path().is_file()  # under $XDG_CACHE_HOME
 
     assert main(["vulndb", "status", "-o", "json"]) == 0
     status = json.loads(capsys.readouterr().out)
     counts = {e["ecosystem"]: e["advisories"] for e in status["ecosystems"]}
-    assert counts == {"Alpine": 2, "Debian": 5, "PyPI": 5}
+    assert counts == {"Alpine": 2, "Debian": 5, "PyPI": 5, "Go": 2, "npm": 2}
     assert all(0 <= e["age_seconds"] < 600 for e in status["ecosystems"])
     assert main(["vulndb", "status"]) == 0
     assert "advisories  updated" in capsys.readouterr().out

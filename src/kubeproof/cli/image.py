@@ -1,8 +1,10 @@
-"""`kubeproof image scan REF` and `kubeproof image sbom REF`: the OS and language packages
-of a container image (OCI layout, docker-archive or registry), their known vulnerabilities
-from the local OSV database, and a CycloneDX SBOM. Exit codes: 0 no known vulnerability
-and every package checked, 1 vulnerabilities found or packages that could not be checked,
-2 usage or input errors."""
+"""`kubeproof image scan REF`, `kubeproof image sbom REF` and `kubeproof image rescan`: the
+OS and language packages of a container image (OCI layout, docker-archive or registry),
+their known vulnerabilities from the local OSV database, a CycloneDX SBOM, and the
+vulnerabilities newly disclosed for images already scanned. Exit codes: 0 no known
+vulnerability and every package checked (rescan: nothing newly disclosed), 1
+vulnerabilities found or packages that could not be checked (rescan: new disclosures), 2
+usage or input errors."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from kubeproof.images.cached import ScannedImage, scan_image
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Platform
 from kubeproof.vulndb.match import MatchReport, match_packages
+from kubeproof.vulndb.rescan import RescanReport, record_scan, rescan
 from kubeproof.vulndb.store import SourceStatus, VulnDb, VulnDbError
 
 STALE_AFTER_DAYS = 7
@@ -85,6 +88,22 @@ def register(commands: Any) -> None:
     sbom.add_argument("--output", metavar="FILE", type=Path, help="write to FILE")
     sbom.add_argument("--offline", action="store_true", help=argparse.SUPPRESS)
     sbom.set_defaults(run=run_sbom)
+    again = actions.add_parser(
+        "rescan",
+        help="re-match every cached SBOM and report newly disclosed vulnerabilities",
+        description="Re-match the SBOM of every image scanned before (the SBOM cache) "
+        "against the current vulnerability database, without pulling any image, and list "
+        "advisories an unchanged image matches that its previous match did not. Exit codes: "
+        "0 nothing newly disclosed, 1 new disclosures, 2 usage or input errors.",
+    )
+    again.add_argument(
+        "--since-update",
+        action="store_true",
+        help="only images not matched since the database was last updated",
+    )
+    again.add_argument("-o", "--format", choices=("table", "json"), default="table")
+    add_vulndb_argument(again)
+    again.set_defaults(run=run_rescan)
 
 
 def _scan(arguments: argparse.Namespace) -> ScannedImage:
@@ -130,10 +149,19 @@ def run_scan(arguments: argparse.Namespace) -> int:
             if arguments.sbom:
                 _write(arguments.sbom, scanned.sbom)
             report = match_packages(db, scanned.contents.os, scanned.contents.packages)
+            try:
+                first_seen = record_scan(db, scanned.contents, report)
+            except VulnDbError as error:  # the findings stand; only the dates are missing
+                print(f"warning: {error}", file=sys.stderr)
+                first_seen = {}
     except VulnDbError as error:
         raise UsageError(str(error)) from None
     if arguments.format == "json":
-        print(json.dumps(scan_as_dict(scanned, report, sources), indent=2))
+        document = scan_as_dict(scanned, report, sources)
+        for vulnerability in document["vulnerabilities"]:
+            seen = first_seen.get(vulnerability["id"])
+            vulnerability["first_seen"] = seen.isoformat() if seen else None
+        print(json.dumps(document, indent=2))
     else:
         print_table(scanned, report, sources)
     return EXIT_FAILURES if report.findings or report.unchecked else EXIT_CLEAN
@@ -170,6 +198,7 @@ def scan_as_dict(
                 "ecosystem": f.ecosystem,
                 "location": f.package.location,
                 "summary": f.summary,
+                "published": f.published,
             }
             for f in report.findings
         ],
@@ -234,3 +263,74 @@ def print_table(scanned: ScannedImage, report: MatchReport, sources: list[Source
             )
     else:
         print("vulnerability database: empty: run `kubeproof vulndb update`")
+
+
+def run_rescan(arguments: argparse.Namespace) -> int:
+    try:
+        with VulnDb(vulndb_path(arguments)) as db:
+            result = rescan(db, since_update=arguments.since_update)
+    except VulnDbError as error:
+        raise UsageError(str(error)) from None
+    if arguments.format == "json":
+        print(json.dumps(rescan_as_dict(result), indent=2))
+    else:
+        print_rescan(result)
+    return EXIT_FAILURES if result.disclosures else EXIT_CLEAN
+
+
+def rescan_as_dict(result: RescanReport) -> dict[str, Any]:
+    return {
+        "images": result.images,
+        "skipped_current": result.skipped_current,
+        "baselines": result.baselines,
+        "unreadable": result.unreadable,
+        "newly_disclosed": [
+            {
+                "image": d.reference,
+                "digest": d.image_digest,
+                "id": d.finding.advisory_id,
+                "aliases": list(d.finding.aliases),
+                "severity": d.finding.severity,
+                "package": d.finding.package.name,
+                "type": d.finding.package.type,
+                "installed_version": d.finding.package.version,
+                "fixed_version": d.finding.fixed_version,
+                "ecosystem": d.finding.ecosystem,
+                "location": d.finding.package.location,
+                "published": d.finding.published,
+                "first_seen": d.first_seen.isoformat(),
+            }
+            for d in result.disclosures
+        ],
+    }
+
+
+def print_rescan(result: RescanReport) -> None:
+    print(
+        f"re-matched {result.images} cached SBOMs"
+        + (f" ({result.skipped_current} already current)" if result.skipped_current else "")
+        + (f", {result.baselines} matched for the first time" if result.baselines else "")
+    )
+    if result.disclosures:
+        rows = [["IMAGE", "PACKAGE", "INSTALLED", "ID", "PUBLISHED", "FIRST SEEN", "FIXED"]]
+        rows += [
+            [
+                d.reference or d.image_digest,
+                d.finding.package.name,
+                d.finding.package.version,
+                d.finding.advisory_id,
+                (d.finding.published or "unknown")[:10],
+                d.first_seen.strftime("%Y-%m-%d %H:%M"),
+                d.finding.fixed_version or "(not fixed)",
+            ]
+            for d in result.disclosures
+        ]
+        print("\n".join(_columns(rows)))
+    else:
+        print("no newly disclosed vulnerabilities")
+    if result.unreadable:
+        print(
+            f"warning: {len(result.unreadable)} cached SBOMs could not be read (damaged or "
+            "from an older kubeproof): scan those images again with `kubeproof image scan`",
+            file=sys.stderr,
+        )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
 from kubeproof.images.errors import ImageError
+from kubeproof.images.gobinary import GoBuildInfo, looks_like_executable, read_build_info
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -44,6 +45,11 @@ _PYTHON_METADATA = re.compile(
     r"(?:^|/)(?:site|dist)-packages/[^/]+\.(?:dist-info/METADATA|egg-info/PKG-INFO|egg-info)$"
 )
 _DPKG_STATUS_D = re.compile(r"^var/lib/dpkg/status\.d/[^/]+$")
+NPM_PACKAGE_JSON = re.compile(r"(?:^|/)node_modules/(?:@[^/]+/)?[^/]+/package\.json$")
+NPM_LOCKFILE = re.compile(r"(?:^|/)package-lock\.json$")
+# Go binaries are recognised by content, not name: executables up to this size are read.
+MAX_GO_BINARY = 512 << 20
+_EXECUTABLE_BITS = 0o111
 
 
 def wanted_file(path: str) -> Wanted | None:
@@ -56,6 +62,10 @@ def wanted_file(path: str) -> Wanted | None:
         return Wanted(4 << 20)
     if _PYTHON_METADATA.search(path):
         return Wanted(256 << 10, whole=False)  # headers come first; the rest is description
+    if NPM_PACKAGE_JSON.search(path):
+        return Wanted(4 << 20)
+    if NPM_LOCKFILE.search(path) and "/node_modules/" not in f"/{path}":
+        return Wanted(64 << 20)
     return None
 
 
@@ -75,6 +85,7 @@ class ImageFiles:
 
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
+    go_binaries: dict[str, GoBuildInfo] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     skipped_entries: int = 0
 
@@ -129,6 +140,7 @@ class _LayerChanges:
     opaque: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
+    go_binaries: dict[str, GoBuildInfo] = field(default_factory=dict)
 
 
 def decompressed(stream: IO[bytes], where: str) -> IO[bytes]:
@@ -163,6 +175,27 @@ def _read_wanted(
     return handle.read(wanted.limit)
 
 
+def _go_build_info(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, base: ImageFiles, where: str
+) -> GoBuildInfo | None:
+    """The build info of an executable regular file that is a Go binary, else None."""
+    if not member.mode & _EXECUTABLE_BITS or member.size < 1024:
+        return None
+    handle = tar.extractfile(member)
+    if handle is None:
+        return None
+    head = handle.read(4)
+    if not looks_like_executable(head):
+        return None
+    if member.size > MAX_GO_BINARY:
+        base.warnings.append(
+            f"{where}: {path} is a {member.size} byte executable, over the {MAX_GO_BINARY} "
+            "byte limit: not read for Go build info"
+        )
+        return None
+    return read_build_info(head + handle.read())
+
+
 def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _LayerChanges:
     changes = _LayerChanges()
     for member in tar:
@@ -185,10 +218,16 @@ def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _Layer
             content = None if target is None else changes.files.get(target, base.files.get(target))
             if content is not None and wanted_file(path) is not None:
                 changes.files[path] = content
+            binary = None if target is None else changes.go_binaries.get(target)
+            binary = binary or (None if target is None else base.go_binaries.get(target))
+            if binary is not None:
+                changes.go_binaries[path] = binary
         elif member.isfile():
             wanted = wanted_file(path)
             if wanted is not None:
                 changes.files[path] = _read_wanted(tar, member, path, wanted, where)
+            elif (binary := _go_build_info(tar, member, path, base, where)) is not None:
+                changes.go_binaries[path] = binary
     return changes
 
 
@@ -197,7 +236,9 @@ def _under(path: str, directory: str) -> bool:
 
 
 def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
-    stored_dirs = {posixpath.dirname(p) for p in (*state.files, *state.symlinks)}
+    stored_dirs = {
+        posixpath.dirname(p) for p in (*state.files, *state.symlinks, *state.go_binaries)
+    }
     ancestors: set[str] = set()
     for directory in stored_dirs:
         while directory and directory not in ancestors:
@@ -205,7 +246,8 @@ def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
             directory = posixpath.dirname(directory)
     hidden = [d for d in changes.removed if d in ancestors]
     hidden += [d for d in changes.opaque if d in ancestors or d == ""]
-    for table in (state.files, state.symlinks):
+    tables: tuple[dict[str, Any], ...] = (state.files, state.symlinks, state.go_binaries)
+    for table in tables:
         gone = set(changes.removed) & table.keys()
         if hidden:
             gone |= {p for p in table if any(_under(p, d) for d in hidden)}
@@ -213,6 +255,7 @@ def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
             del table[path]
     state.files.update(changes.files)
     state.symlinks.update(changes.symlinks)
+    state.go_binaries.update(changes.go_binaries)
     if len(state.symlinks) > MAX_SYMLINKS:
         raise ImageError(f"{where}: more than {MAX_SYMLINKS} symlinks")
     if sum(len(c) for c in state.files.values()) > MAX_TOTAL_WANTED_BYTES:

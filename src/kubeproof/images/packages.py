@@ -1,17 +1,25 @@
 """Installed packages from the databases the package managers keep in the image: dpkg
-(var/lib/dpkg/status, distroless var/lib/dpkg/status.d/*), apk (lib/apk/db/installed) and
-Python (dist-info METADATA, egg-info PKG-INFO). Parsers never raise on malformed input:
-incomplete records are skipped and counted in warnings."""
+(var/lib/dpkg/status, distroless var/lib/dpkg/status.d/*), apk (lib/apk/db/installed),
+Python (dist-info METADATA, egg-info PKG-INFO), npm (node_modules/**/package.json,
+package-lock.json) and Go binaries' embedded build info. Parsers never raise on malformed
+input: incomplete records are skipped."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from kubeproof.images.filesystem import ImageFiles
+from kubeproof.images.filesystem import NPM_LOCKFILE, NPM_PACKAGE_JSON, ImageFiles
+from kubeproof.images.gobinary import GoBuildInfo
+from kubeproof.inventory.objects import as_dict, as_str
+from kubeproof.vulndb.versions import go_toolchain_semver
 
-DEB, APK, PYPI = "deb", "apk", "pypi"
+DEB, APK, PYPI, GOLANG, NPM = "deb", "apk", "pypi", "golang", "npm"
+PACKAGE_TYPES = (DEB, APK, PYPI, GOLANG, NPM)
+GO_STDLIB = "stdlib"  # the name OSV's Go ecosystem gives the standard library
 
 _SOURCE_FIELD = re.compile(r"^(\S+)(?:\s+\((\S+)\))?\s*$")
 _PYTHON_METADATA = re.compile(
@@ -23,7 +31,7 @@ _PEP503 = re.compile(r"[-_.]+")
 
 @dataclass(frozen=True, order=True)
 class Package:
-    type: str  # deb, apk, pypi
+    type: str  # deb, apk, pypi, golang, npm
     name: str
     version: str
     arch: str | None = None
@@ -137,6 +145,87 @@ def parse_python_metadata(text: str, location: str) -> Package | None:
     return Package(PYPI, normalise_pypi_name(name), version, location=location)
 
 
+def go_binary_packages(info: GoBuildInfo, location: str) -> list[Package]:
+    """The modules linked into a Go binary, and the standard library of its toolchain. A
+    module replaced by another module is reported as the replacement (that is the code in
+    the binary); one replaced by a local directory keeps the path and version it required.
+    The main module is skipped when it has no version (`(devel)`, a local build)."""
+    packages = []
+    stdlib = go_toolchain_semver(info.go_version)
+    packages.append(Package(GOLANG, GO_STDLIB, stdlib or info.go_version, location=location))
+    modules = [*([info.main_module] if info.main_module else []), *info.dependencies]
+    for module in modules:
+        path, version = module.path, module.version
+        replacement_path, _, replacement_version = (module.replaced_by or "").partition(" ")
+        if replacement_path and not replacement_path.startswith((".", "/")):
+            path, version = replacement_path, replacement_version
+        if version and version != "(devel)":
+            packages.append(Package(GOLANG, path, version, location=location))
+    return packages
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        return as_dict(json.loads(data))
+    except (ValueError, RecursionError):
+        return {}
+
+
+def parse_npm_package_json(data: bytes, location: str) -> Package | None:
+    document = _json_object(data)
+    name, version = as_str(document.get("name")), as_str(document.get("version"))
+    if not name or not version:
+        return None
+    return Package(NPM, name, version, location=location)
+
+
+def _lock_v1_dependencies(dependencies: Any, location: str) -> Iterator[Package]:
+    """lockfileVersion 1: a tree of {name: {version, dev, dependencies}}."""
+    pending = [as_dict(dependencies)]
+    while pending:
+        for name, entry in pending.pop().items():
+            entry = as_dict(entry)
+            version = as_str(entry.get("version"))
+            if version and not entry.get("dev") and not version.startswith(("file:", "git")):
+                yield Package(NPM, name, version, location=location)
+            pending.append(as_dict(entry.get("dependencies")))
+
+
+def parse_npm_lockfile(data: bytes, location: str) -> list[Package]:
+    """package-lock.json (v2/v3 `packages`, v1 `dependencies`); dev-only and linked
+    entries are skipped: they are not part of what the app ships."""
+    document = _json_object(data)
+    packages: list[Package] = []
+    entries = as_dict(document.get("packages"))
+    if not entries:
+        return list(_lock_v1_dependencies(document.get("dependencies"), location))
+    for key, value in entries.items():
+        entry = as_dict(value)
+        if "node_modules/" not in key or entry.get("dev") or entry.get("link"):
+            continue
+        name = as_str(entry.get("name")) or key.rsplit("node_modules/", 1)[1]
+        version = as_str(entry.get("version"))
+        if name and version:
+            packages.append(Package(NPM, name, version, location=location))
+    return packages
+
+
+def _npm_packages(files: ImageFiles) -> list[Package]:
+    installed: list[Package] = []
+    for path, data in files.matching(NPM_PACKAGE_JSON):
+        package = parse_npm_package_json(data, path)
+        if package is not None:
+            installed.append(package)
+    seen = {(p.name, p.version) for p in installed}
+    locked = []
+    for path, data in files.matching(NPM_LOCKFILE):
+        if "/node_modules/" in f"/{path}":
+            continue
+        # A lock entry whose package is installed is the same package: report it once.
+        locked += [p for p in parse_npm_lockfile(data, path) if (p.name, p.version) not in seen]
+    return installed + locked
+
+
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
@@ -155,4 +244,7 @@ def find_packages(files: ImageFiles) -> list[Package]:
         package = parse_python_metadata(_decode(data), path)
         if package is not None:
             packages.append(package)
+    packages += _npm_packages(files)
+    for path in sorted(files.go_binaries):
+        packages += go_binary_packages(files.go_binaries[path], path)
     return sorted(set(packages))

@@ -21,14 +21,14 @@ from kubeproof.images.digest import parse_digest
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Platform
 from kubeproof.images.osrelease import OperatingSystem
-from kubeproof.images.packages import APK, DEB, PYPI, Package
+from kubeproof.images.packages import APK, DEB, GOLANG, NPM, PACKAGE_TYPES, Package
 from kubeproof.images.reader import ImageContents
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 
 PROPERTY = "kubeproof:"
 # Bump when package extraction finds more (a new database format): older cache entries
 # were made without it and are re-read rather than trusted.
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: npm packages and Go binaries
 _SBOM_NAMESPACE = uuid.UUID("5b1e3f5e-6a43-4c1c-9a55-1f0d7c2b8e11")
 
 
@@ -38,7 +38,8 @@ def _purl_part(text: str) -> str:
 
 def package_url(package: Package, os: OperatingSystem | None) -> str:
     """pkg:deb/debian/NAME@VERSION?arch=..&distro=debian-12, pkg:apk/alpine/...,
-    pkg:pypi/NAME@VERSION (purl spec: qualifiers sorted, values percent-encoded)."""
+    pkg:pypi/NAME@VERSION, pkg:golang/github.com/x/y@v1.2.3, pkg:npm/%40scope/name@1.0.0
+    (purl spec: qualifiers sorted, values percent-encoded)."""
     qualifiers: dict[str, str] = {}
     if package.arch:
         qualifiers["arch"] = package.arch
@@ -48,20 +49,26 @@ def package_url(package: Package, os: OperatingSystem | None) -> str:
         namespace = os.id if os and os.id else "debian"
     elif package.type == APK:
         namespace = os.id if os and os.id else "alpine"
+    elif package.type in (GOLANG, NPM) and "/" in package.name:
+        # Go module paths and npm scopes: everything before the last `/` is the namespace.
+        namespace, qualifiers = package.name.rpartition("/")[0], {}
     else:
         namespace, qualifiers = "", {}
+    name = package.name.rpartition("/")[2] if package.type in (GOLANG, NPM) else package.name
     text = f"pkg:{package.type}/"
     if namespace:
-        text += f"{_purl_part(namespace)}/"
-    text += f"{_purl_part(package.name)}@{_purl_part(package.version)}"
+        text += "/".join(_purl_part(part) for part in namespace.split("/")) + "/"
+    text += f"{_purl_part(name)}@{_purl_part(package.version)}"
     if qualifiers:
         text += "?" + "&".join(f"{k}={_purl_part(v)}" for k, v in sorted(qualifiers.items()))
     return text
 
 
 def purl_qualifiers(purl: str) -> dict[str, str]:
-    _, _, query = purl.partition("?")
-    return {k: v for k, v in urllib.parse.parse_qsl(query.partition("#")[0])}
+    query = purl.partition("?")[2].partition("#")[0]
+    if not query:
+        return {}  # most purls (language packages): skip the parse, SBOMs hold thousands
+    return {k: v for k, v in urllib.parse.parse_qsl(query)}
 
 
 def _property(name: str, value: str) -> dict[str, str]:
@@ -140,9 +147,9 @@ def _package_from_component(entry: dict[str, Any]) -> Package:
     properties = _properties(entry)
     name, version = as_str(entry.get("name")) or "", as_str(entry.get("version")) or ""
     package_type = properties.get(f"{PROPERTY}package-type", "")
-    if not name or not version or package_type not in (DEB, APK, PYPI):
+    if not name or not version or package_type not in PACKAGE_TYPES:
         raise ValueError(f"component {name[:80]!r} is incomplete")
-    distro_package = package_type != PYPI
+    distro_package = package_type in (DEB, APK)
     return Package(
         package_type,
         name,

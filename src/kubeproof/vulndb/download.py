@@ -21,7 +21,7 @@ from kubeproof.vulndb.osv import MalformedRecord, validate_record
 from kubeproof.vulndb.store import VulnDb
 
 DEFAULT_SOURCE = "https://osv-vulnerabilities.storage.googleapis.com"
-DEFAULT_ECOSYSTEMS = ("Debian", "Alpine", "PyPI")
+DEFAULT_ECOSYSTEMS = ("Debian", "Alpine", "PyPI", "Go", "npm")
 MAX_ARCHIVE_BYTES = 4 << 30
 MAX_RECORD_BYTES = 16 << 20
 MAX_TOTAL_BYTES = 16 << 30

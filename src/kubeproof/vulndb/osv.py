@@ -5,7 +5,9 @@ introduced / fixed / last_affected / limit events, compared by the ecosystem's r
 from __future__ import annotations
 
 import functools
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +74,41 @@ def validate_record(document: Any) -> dict[str, Any]:
                     f"{record_id}: affected[{number}].ranges[{range_number}] has malformed events"
                 )
     return {key: document[key] for key in _KEPT_FIELDS if key in document}
+
+
+def matching_details(record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(ecosystem, package key, detail JSON) per package a record names: the detail holds
+    what matching and reporting need (ranges, versions, severity per entry; id-level
+    aliases, summary, published), so matching never parses whole records. Withdrawn
+    records are not indexed: matching ignores them."""
+    if record.get("withdrawn"):
+        return []
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in map(as_dict, as_list(record.get("affected"))):
+        package = as_dict(entry.get("package"))
+        ecosystem = as_str(package.get("ecosystem")) or ""
+        name = package_key(ecosystem.split(":", 1)[0], as_str(package.get("name")) or "")
+        ranges = [
+            {"type": as_str(r.get("type")), "events": as_list(r.get("events"))}
+            for r in map(as_dict, as_list(entry.get("ranges")))
+            if as_str(r.get("type")) in ("ECOSYSTEM", "SEMVER")
+        ]
+        grouped.setdefault((ecosystem, name), []).append(
+            {
+                "ranges": ranges,
+                "versions": as_list(entry.get("versions")),
+                "severity": severity_of(record, entry),
+            }
+        )
+    shared = {
+        "aliases": [str(a) for a in as_list(record.get("aliases"))],
+        "summary": (as_str(record.get("summary")) or "")[:200],
+        "published": as_str(record.get("published")),
+    }
+    return [
+        (ecosystem, name, json.dumps({**shared, "entries": entries}, separators=(",", ":")))
+        for (ecosystem, name), entries in grouped.items()
+    ]
 
 
 def affected_packages(record: dict[str, Any]) -> set[tuple[str, str]]:
@@ -170,3 +207,88 @@ def severity_of(record: dict[str, Any], entry: dict[str, Any]) -> str:
     specific = as_dict(entry.get("ecosystem_specific"))
     rating = as_str(specific.get("severity")) or as_str(specific.get("urgency"))
     return rating.upper() if rating else "UNKNOWN"
+
+
+# -- compiled entries: events parsed and ordered once, evaluated with version keys -----
+
+
+@dataclass(frozen=True)
+class CompiledRange:
+    """One ECOSYSTEM/SEMVER range with its events in version order, as sort keys."""
+
+    events: tuple[tuple[str, Any, str], ...]  # (kind, key or None for "0", text)
+    limits: tuple[Any, ...]
+    needs_version: bool  # False when only `introduced: "0"` (affects every version)
+    error: str | None = None  # an event version the ecosystem cannot order
+
+    def verdict(self, key: Any, key_error: str | None) -> Verdict:
+        if self.error is not None:
+            return Verdict(False, undecidable=self.error)
+        if key is None and self.needs_version:
+            return Verdict(False, undecidable=key_error)
+        affected = False
+        for kind, event_key, _ in self.events:
+            if kind == "introduced":
+                if event_key is None or key >= event_key:
+                    affected = True
+            elif kind == "fixed":
+                if key >= event_key:
+                    affected = False
+            elif key > event_key:  # last_affected
+                affected = False
+        if affected and self.limits and not any(key < limit for limit in self.limits):
+            affected = False
+        fixed = None
+        if affected:
+            later = [(k, text) for kind, k, text in self.events if kind == "fixed" and k > key]
+            fixed = min(later, key=lambda pair: pair[0])[1] if later else None
+        return Verdict(affected, fixed)
+
+
+@dataclass(frozen=True)
+class CompiledEntry:
+    ranges: tuple[CompiledRange, ...]
+    versions: frozenset[str]
+
+    def verdict(self, version: str, key: Any, key_error: str | None) -> Verdict:
+        """The same answer as entry_verdict, from keys computed once."""
+        undecidable = None
+        for compiled in self.ranges:
+            verdict = compiled.verdict(key, key_error)
+            if verdict.affected:
+                return verdict
+            undecidable = undecidable or verdict.undecidable
+        if version in self.versions:
+            return Verdict(True)
+        return Verdict(False, undecidable=undecidable)
+
+
+def _event_sort_key(event: tuple[str, Any, str]) -> tuple[int, Any]:
+    # As range_verdict orders them: any event at "0" comes first, in its original order.
+    return (0, 0) if event[2] == "0" else (1, event[1])
+
+
+def compile_range(version_range: dict[str, Any], key_of: Callable[[str], Any]) -> CompiledRange:
+    raw = _events(version_range)
+    try:
+        events = [
+            (kind, None if kind == "introduced" and value == "0" else key_of(value), value)
+            for kind, value in raw
+            if kind != "limit"
+        ]
+        limits = tuple(key_of(value) for kind, value in raw if kind == "limit" and value != "*")
+        ordered = tuple(sorted(events, key=_event_sort_key))
+    except InvalidVersion as error:
+        return CompiledRange((), (), True, str(error))
+    needs_version = bool(limits) or any(key is not None for _, key, _ in ordered)
+    return CompiledRange(ordered, limits, needs_version)
+
+
+def compile_entry(entry: dict[str, Any], key_of: Callable[[str], Any]) -> CompiledEntry:
+    ranges = tuple(
+        compile_range(version_range, key_of)
+        for version_range in map(as_dict, as_list(entry.get("ranges")))
+        if as_str(version_range.get("type")) in ("ECOSYSTEM", "SEMVER")
+    )
+    versions = frozenset(v for v in as_list(entry.get("versions")) if isinstance(v, str))
+    return CompiledEntry(ranges, versions)

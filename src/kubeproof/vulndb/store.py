@@ -1,6 +1,8 @@
 """The local OSV database: SQLite, one row per advisory and an index of the packages each
 affects keyed by (ecosystem, package). A source (an OSV ecosystem archive) is replaced in
-one transaction, so a failed update leaves the previous data intact."""
+one transaction, so a failed update leaves the previous data intact. It also remembers,
+per image digest, when each advisory was first matched (`disclosures`) and when the image
+was last matched (`image_matches`): what `kubeproof image rescan` reports as new."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubeproof.vulndb.osv import affected_packages
+from kubeproof.vulndb.osv import matching_details
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: affected rows carry what matching needs (no record parse)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
@@ -26,9 +28,32 @@ CREATE TABLE IF NOT EXISTS advisories (
     source TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (source, id));
 CREATE TABLE IF NOT EXISTS affected (
     source TEXT NOT NULL, ecosystem TEXT NOT NULL, package TEXT NOT NULL,
-    advisory_id TEXT NOT NULL);
+    advisory_id TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS affected_by_package ON affected (ecosystem, package);
+CREATE TABLE IF NOT EXISTS package_changes (
+    ecosystem TEXT NOT NULL, package TEXT NOT NULL, changed_at TEXT NOT NULL,
+    PRIMARY KEY (ecosystem, package));
+CREATE TABLE IF NOT EXISTS image_matches (
+    image_digest TEXT PRIMARY KEY, reference TEXT NOT NULL, matched_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS disclosures (
+    image_digest TEXT NOT NULL, advisory_id TEXT NOT NULL, first_seen TEXT NOT NULL,
+    PRIMARY KEY (image_digest, advisory_id));
 """
+
+
+_DROP_DOWNLOADED = """
+DROP TABLE IF EXISTS affected; DROP TABLE IF EXISTS advisories; DROP TABLE IF EXISTS sources;
+DROP TABLE IF EXISTS package_changes;
+"""
+
+
+@dataclass(frozen=True)
+class AffectedRow:
+    """What matching needs of one advisory for one (ecosystem, package): decoded from one
+    small JSON document, never the whole record."""
+
+    advisory_id: str
+    detail: dict[str, Any]
 
 
 class VulnDbError(Exception):
@@ -69,6 +94,14 @@ class VulnDb:
                     self._connection.execute(
                         "INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,)
                     )
+                elif version[0] != SCHEMA_VERSION and create:
+                    # Downloaded data in an older layout: dropped, to be loaded again. What
+                    # kubeproof recorded itself (first-seen dates) is kept.
+                    self._connection.executescript(_DROP_DOWNLOADED)
+                    self._connection.executescript(_SCHEMA)
+                    self._connection.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,)
+                    )
                 elif version[0] != SCHEMA_VERSION:
                     raise VulnDbError(
                         f"{path}: database schema {version[0]}, this kubeproof "
@@ -89,9 +122,20 @@ class VulnDb:
     def replace_source(
         self, source: str, url: str, records: Iterable[dict[str, Any]], rejected: Callable[[], int]
     ) -> int:
-        """Swap in a source's advisories atomically; returns how many were stored."""
+        """Swap in a source's advisories atomically; returns how many were stored. The
+        (ecosystem, package) pairs whose advisories changed (added, removed, or with other
+        ranges) are stamped in package_changes: a rescan re-matches only those."""
         count = 0
+        now = datetime.now(UTC).isoformat()
         with self._connection:
+            before = {
+                (ecosystem, package, advisory, hash(detail))
+                for ecosystem, package, advisory, detail in self._connection.execute(
+                    "SELECT ecosystem, package, advisory_id, detail FROM affected WHERE source = ?",
+                    (source,),
+                )
+            }
+            after: set[tuple[str, str, str, int]] = set()
             self._connection.execute("DELETE FROM advisories WHERE source = ?", (source,))
             self._connection.execute("DELETE FROM affected WHERE source = ?", (source,))
             for record in records:
@@ -99,19 +143,30 @@ class VulnDb:
                     "INSERT OR REPLACE INTO advisories VALUES (?, ?, ?)",
                     (source, record["id"], json.dumps(record, separators=(",", ":"))),
                 )
-                self._connection.executemany(
-                    "INSERT INTO affected VALUES (?, ?, ?, ?)",
-                    [
-                        (source, ecosystem, package, record["id"])
-                        for ecosystem, package in affected_packages(record)
-                    ],
-                )
+                rows = [
+                    (source, ecosystem, package, record["id"], detail)
+                    for ecosystem, package, detail in matching_details(record)
+                ]
+                self._connection.executemany("INSERT INTO affected VALUES (?, ?, ?, ?, ?)", rows)
+                after.update((row[1], row[2], row[3], hash(row[4])) for row in rows)
                 count += 1
+            changed = {(ecosystem, package) for ecosystem, package, _, _ in before ^ after}
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO package_changes VALUES (?, ?, ?)",
+                [(ecosystem, package, now) for ecosystem, package in sorted(changed)],
+            )
             self._connection.execute(
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
-                (source, url, datetime.now(UTC).isoformat(), count, rejected()),
+                (source, url, now, count, rejected()),
             )
         return count
+
+    def package_changes(self) -> dict[tuple[str, str], datetime]:
+        """When the advisories of each (ecosystem, package) last changed in an update."""
+        rows = self._connection.execute(
+            "SELECT ecosystem, package, changed_at FROM package_changes"
+        )
+        return {(e, p): datetime.fromisoformat(changed) for e, p, changed in rows}
 
     def advisories_for(self, ecosystems: Iterable[str], package: str) -> Iterator[dict[str, Any]]:
         wanted = list(ecosystems)
@@ -126,6 +181,61 @@ class VulnDb:
         ) as cursor:
             for (text,) in cursor:
                 yield json.loads(text)
+
+    def last_update(self) -> datetime | None:
+        """When the most recently loaded source was loaded."""
+        times = [status.updated_at for status in self.sources()]
+        return max(times) if times else None
+
+    def last_match(self, image_digest: str) -> datetime | None:
+        row = self._connection.execute(
+            "SELECT matched_at FROM image_matches WHERE image_digest = ?", (image_digest,)
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
+    def first_seen(self, image_digest: str) -> dict[str, datetime]:
+        rows = self._connection.execute(
+            "SELECT advisory_id, first_seen FROM disclosures WHERE image_digest = ?",
+            (image_digest,),
+        )
+        return {advisory: datetime.fromisoformat(seen) for advisory, seen in rows}
+
+    def seen_advisories(self, image_digest: str) -> set[str]:
+        rows = self._connection.execute(
+            "SELECT advisory_id FROM disclosures WHERE image_digest = ?", (image_digest,)
+        )
+        return {advisory for (advisory,) in rows}
+
+    def record_match(
+        self, image_digest: str, reference: str, advisory_ids: Iterable[str], now: datetime
+    ) -> None:
+        """Remember that `image_digest` matched these advisories at `now` (advisories seen
+        before keep their first-seen date)."""
+        stamp = now.isoformat()
+        try:
+            with self._connection:
+                self._connection.executemany(
+                    "INSERT OR IGNORE INTO disclosures VALUES (?, ?, ?)",
+                    [(image_digest, advisory, stamp) for advisory in sorted(set(advisory_ids))],
+                )
+                self._connection.execute(
+                    "INSERT OR REPLACE INTO image_matches VALUES (?, ?, ?)",
+                    (image_digest, reference, stamp),
+                )
+        except sqlite3.DatabaseError as error:  # a read-only or full disk
+            raise VulnDbError(f"{self.path}: cannot record the match ({error})") from None
+
+    def affected_rows(self, ecosystems: Iterable[str], package: str) -> list[AffectedRow]:
+        """The advisories naming `package` in any of `ecosystems`, withdrawn ones excluded
+        (they are not indexed), ordered by id."""
+        wanted = list(ecosystems)
+        placeholders = ", ".join("?" for _ in wanted)
+        rows = self._connection.execute(
+            f"SELECT advisory_id, detail FROM affected WHERE ecosystem IN ({placeholders}) "
+            "AND package = ? ORDER BY advisory_id",
+            (*wanted, package),
+        )
+        return [AffectedRow(advisory, json.loads(detail)) for advisory, detail in rows]
 
     def sources(self) -> list[SourceStatus]:
         rows = self._connection.execute(

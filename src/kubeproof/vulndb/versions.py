@@ -1,11 +1,13 @@
 """Version ordering of the ecosystems kubeproof matches: dpkg (Debian, Ubuntu), apk
-(Alpine) and PEP 440 (PyPI). Each comparison returns <0, 0 or >0, and raises
-InvalidVersion for a version its ecosystem cannot order."""
+(Alpine), PEP 440 (PyPI), SemVer 2.0.0 (npm) and Go module versions. Each comparison
+returns <0, 0 or >0, and raises InvalidVersion for a version its ecosystem cannot order."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from typing import Any
 
 from packaging.version import InvalidVersion as _PackagingInvalid
 from packaging.version import Version as _PackagingVersion
@@ -221,4 +223,125 @@ def comparator(ecosystem: str) -> Compare | None:
         "Ubuntu": compare_dpkg,
         "Alpine": compare_apk,
         "PyPI": compare_pypi,
+        "Go": compare_go,
+        "npm": compare_semver,
     }.get(base)
+
+
+# -- SemVer 2.0.0 (npm) and Go module versions -------------------------------------------
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+# A prerelease identifier as a sort key: numeric ones sort before alphanumeric ones and
+# compare as numbers, alphanumeric ones compare in ASCII order (semver.org item 11).
+_Identifier = tuple[int, int, str]
+SemverKey = tuple[int, int, int, int, tuple[_Identifier, ...]]
+
+
+def _identifier_key(identifier: str) -> _Identifier:
+    return (0, int(identifier), "") if identifier.isdigit() else (1, 0, identifier)
+
+
+@functools.lru_cache(maxsize=65536)
+def semver_key(text: str) -> SemverKey:
+    """A tuple ordering versions by SemVer 2.0.0 precedence; build metadata is ignored and a
+    release sorts after all of its prereleases. InvalidVersion if it is not SemVer."""
+    match = _SEMVER.match(text.strip()) if text.isascii() else None
+    if match is None:
+        raise InvalidVersion(f"invalid semantic version {text[:80]!r}")
+    major, minor, patch, prerelease = match.group(1, 2, 3, 4)
+    identifiers = tuple(_identifier_key(p) for p in prerelease.split(".")) if prerelease else ()
+    return int(major), int(minor), int(patch), 0 if prerelease else 1, identifiers
+
+
+def compare_semver(a: str, b: str) -> int:
+    left, right = semver_key(a), semver_key(b)
+    return -1 if left < right else 1 if left > right else 0
+
+
+def go_semver(text: str) -> str:
+    """A Go module version (`v1.2.3`, pseudo-versions `v0.0.0-2021…-abcdef`,
+    `v2.0.0+incompatible`) as the SemVer OSV's Go ecosystem writes (no `v`)."""
+    return text[1:] if text.startswith("v") else text
+
+
+def compare_go(a: str, b: str) -> int:
+    """Go module versions are SemVer with a `v` (OSV omits it): pseudo-versions are
+    prereleases, so they order before the release they precede, as the go command does."""
+    return compare_semver(go_semver(a), go_semver(b))
+
+
+_GO_TOOLCHAIN = re.compile(r"^go(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:(beta|rc)(\d+))?$")
+
+
+def go_toolchain_semver(text: str) -> str | None:
+    """`go1.21.3` -> `1.21.3`, `go1.21` -> `1.21.0`, `go1.21rc2` -> `1.21.0-rc.2` (how OSV
+    writes `stdlib` versions); None for development builds and anything else."""
+    fields = text.strip().split()
+    match = _GO_TOOLCHAIN.match(fields[0]) if fields else None
+    if match is None:
+        return None
+    major, minor, patch, stage, number = match.groups()
+    version = f"{major}.{minor or 0}.{patch or 0}"
+    return f"{version}-{stage}.{number}" if stage else version
+
+
+# -- sort keys: each version parsed once, then compared as plain tuples ------------------
+
+VersionKey = Callable[[str], Any]
+
+
+_DPKG_RUNS = re.compile(r"(\D*)(\d*)")
+# dpkg's character order (_dpkg_order) shifted into code points, so that non-digit runs
+# compare as plain strings: `~` (1) < end of run (2, the terminator) < letters < others.
+_DPKG_TERMINATOR = "\x02"
+_DPKG_TABLE = {code: chr(_dpkg_order(chr(code)) + 2) for code in range(128)}
+
+
+def _dpkg_part_key(text: str) -> tuple[Any, ...]:
+    """dpkg's part comparison as a key: alternating non-digit runs (mapped to dpkg's
+    character order, ended by a terminator so that `~` sorts before the end of a run and
+    letters after it) and numbers, closed by an empty run. Keys compare exactly as
+    _dpkg_part_compare does (checked against it in the tests)."""
+    runs = _DPKG_RUNS.findall(text)
+    if len(runs) > 1:
+        runs.pop()  # findall's final empty match
+    parts: list[Any] = []
+    for letters, digits in runs:
+        parts.append(letters.translate(_DPKG_TABLE) + _DPKG_TERMINATOR)
+        parts.append(int(digits) if digits else 0)
+    parts.append(_DPKG_TERMINATOR)
+    return tuple(parts)
+
+
+def dpkg_key(text: str) -> tuple[Any, ...]:
+    epoch, upstream, revision = parse_dpkg_version(text)
+    return epoch, _dpkg_part_key(upstream), _dpkg_part_key(revision)
+
+
+def pypi_key(text: str) -> _PackagingVersion:
+    try:
+        return _PackagingVersion(text)
+    except _PackagingInvalid as error:
+        raise InvalidVersion(str(error)) from None
+
+
+def go_key(text: str) -> SemverKey:
+    return semver_key(go_semver(text))
+
+
+def version_key(ecosystem: str) -> VersionKey | None:
+    """A sort key function for an OSV ecosystem's versions (apk, whose tokenizer has no
+    simple key, compares through its comparison function)."""
+    keys: dict[str, VersionKey] = {
+        "Debian": dpkg_key,
+        "Ubuntu": dpkg_key,
+        "Alpine": functools.cmp_to_key(compare_apk),
+        "PyPI": pypi_key,
+        "Go": go_key,
+        "npm": semver_key,
+    }
+    return keys.get(ecosystem.split(":", 1)[0])
