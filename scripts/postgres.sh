@@ -7,6 +7,8 @@
 # The tests start their own throwaway server on a free loopback port in a temporary
 # directory (tests/store/postgres.py); nothing here starts a server.
 set -euo pipefail
+# shellcheck source=lib/debian.sh
+source "$(dirname "$0")/lib/debian.sh"
 
 find_bin() {
   local initdb dir
@@ -24,23 +26,10 @@ find_bin() {
   return 1
 }
 
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    echo "postgres.sh: need root (or sudo) to run: $*" >&2
-    return 1
-  fi
-}
 
 if ! bin=$(find_bin); then
   echo "postgres.sh: installing PostgreSQL from Debian packages" >&2
-  as_root apt-get update -qq
-  # The package's own cluster is not used: the tests make their own.
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    postgresql >/dev/null
+  apt_install postgresql  # its own cluster is not used: the tests make their own
   bin=$(find_bin) || { echo "postgres.sh: no initdb/pg_ctl after installing postgresql" >&2; exit 1; }
 fi
 

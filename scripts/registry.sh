@@ -3,16 +3,12 @@
 # tests push to and pull from on loopback; a no-op when it is already installed. Prints
 # REGISTRY=PATH.
 set -euo pipefail
+# shellcheck source=lib/debian.sh
+source "$(dirname "$0")/lib/debian.sh"
 binary=/usr/bin/docker-registry
 if ! [[ -x $binary ]]; then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "registry.sh: $binary is missing; install the docker-registry package as root" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
   # The package's service is not wanted: tests start their own registry on 127.0.0.1.
-  apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
+  apt_install docker-registry
   if command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi

@@ -51,30 +51,15 @@ from kubeproof.period.model import (
 from kubeproof.risk_acceptance import expires_at
 from kubeproof.store import ledger
 from kubeproof.store.findings import DEFAULT_SLA_DAYS
-from kubeproof.store.ledger import utc
+from kubeproof.store.ledger import RESULT_FIELDS, utc
 from kubeproof.store.lifecycle import OPENED, REOPENED, RESOLVED
 from kubeproof.store.schema import FindingEventRow, FindingRow, LedgerEntryRow, ResultRow, ScanRow
 
 # Kinds a per-workload timeline is drawn for (the inventory's top owners).
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod", "ReplicaSet")
-# The result columns the CSV export writes, in order.
-RESULT_COLUMNS = (
-    "scan_id",
-    "fingerprint",
-    "check_id",
-    "status",
-    "severity",
-    "api_version",
-    "kind",
-    "namespace",
-    "name",
-    "container",
-    "message",
-    "path",
-    "reason",
-    "location_file",
-    "location_line",
-)
+# The result columns the CSV export writes, in order: the scan, then what the ledger's
+# digest covers (the details are JSON, left to the JSON report).
+RESULT_COLUMNS = ("scan_id", *(field for field in RESULT_FIELDS if field != "details"))
 _INCOMPLETE_STATES = ("forbidden", "error", "unread")
 
 
