@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime
 
 from agent_objects import cache_of, deployment
-from postgres import PostgresServer
 from sqlalchemy import select
 
 from kubeproof import frameworks
@@ -20,6 +19,7 @@ from kubeproof.engine import Context
 from kubeproof.inventory import Inventory
 from kubeproof.store.db import open_store
 from kubeproof.store.schema import AgentHeartbeatRow, AgentTransitionRow
+from postgres import PostgresServer
 
 CHECKS = frameworks.load("soc2").checks
 
