@@ -205,7 +205,7 @@ def run(url: str, days: int, results: int, workdir: Path) -> None:
     framework = frameworks.load("soc2")
     with store.reading() as session:
         options = Options(period=period, framework=framework, verify=False, store=store.url)
-        with timed("report data (SQL aggregates)", figures):
+        with timed("report data (read from per-scan summaries)", figures):
             report = load_report(session, options, now)
         with timed("HTML rendering", figures):
             page = html.render(report)

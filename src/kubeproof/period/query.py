@@ -1,7 +1,9 @@
-"""A period's evidence, read from the store with aggregates: the database counts results
-per scan, check and status (and per workload and scan), so a year of daily scans of
-ten thousand results each never crosses into Python row by row. Only scans, findings and
-ledger entries (thousands, not millions) are read as rows."""
+"""A period's evidence, read from the store's per-scan summaries: results counted per
+scan, check and status, and per subject and scan, written when each scan was recorded
+(revision 0004). A year of daily scans of ten thousand results each is a few hundred
+thousand summary rows, never millions of results. Only the CSV export streams results
+themselves; scans, findings and ledger entries (thousands, not millions) are read as rows.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +20,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    case,
     column,
     func,
     inspect,
     select,
     table,
-    text,
 )
 from sqlalchemy.orm import Session
 
@@ -53,7 +53,15 @@ from kubeproof.store import ledger
 from kubeproof.store.findings import DEFAULT_SLA_DAYS
 from kubeproof.store.ledger import RESULT_FIELDS, utc
 from kubeproof.store.lifecycle import OPENED, REOPENED, RESOLVED
-from kubeproof.store.schema import FindingEventRow, FindingRow, LedgerEntryRow, ResultRow, ScanRow
+from kubeproof.store.schema import (
+    FindingEventRow,
+    FindingRow,
+    LedgerEntryRow,
+    ResultRow,
+    ScanCheckCountRow,
+    ScanRow,
+    ScanSubjectCountRow,
+)
 
 # Kinds a per-workload timeline is drawn for (the inventory's top owners).
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod", "ReplicaSet")
@@ -75,7 +83,6 @@ class Options:
 
 def load_report(session: Session, options: Options, now: datetime) -> PeriodReport:
     period, framework = options.period, options.framework
-    _tune_for_aggregates(session)
     today = utc(now).date()
     days = period.days(until=today)
     scans = _scans(session, options)
@@ -112,15 +119,6 @@ def load_report(session: Session, options: Options, now: datetime) -> PeriodRepo
         exceptions_available=exceptions is not None,
         store=options.store,
     )
-
-
-def _tune_for_aggregates(session: Session) -> None:
-    """SQLite groups by sorting; with its default 2 MB page cache and on-disk temporary
-    storage, a year's GROUP BY spills to temporary files. Give this reading connection
-    memory instead (PostgreSQL hashes the groups and needs nothing)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("PRAGMA temp_store = MEMORY"))
-        session.execute(text("PRAGMA cache_size = -262144"))  # KiB: 256 MiB
 
 
 # --- scans and ledger ------------------------------------------------------------------
@@ -178,7 +176,7 @@ def _verify(session: Session) -> LedgerCheck:
     return LedgerCheck(result.intact, result.entries, result.head, result.problem)
 
 
-# --- results, aggregated ---------------------------------------------------------------
+# --- results, counted per scan -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -192,12 +190,10 @@ class CheckCount:
 
 def _check_counts(session: Session, options: Options) -> list[CheckCount]:
     """Results per scan, check and status (and reason, for what could not be judged)."""
-    reason = case((ResultRow.status == "not_evaluated", ResultRow.reason), else_=None)
-    statement = (
-        select(ResultRow.scan_id, ResultRow.check_id, ResultRow.status, reason, func.count())
-        .where(ResultRow.scan_id.in_(_period_scans(options)))
-        .group_by(ResultRow.scan_id, ResultRow.check_id, ResultRow.status, reason)
-    )
+    counts = ScanCheckCountRow
+    statement = select(
+        counts.scan_id, counts.check_id, counts.status, counts.reason, counts.results
+    ).where(counts.scan_id.in_(_period_scans(options)))
     return [CheckCount(*row) for row in session.execute(statement)]
 
 
@@ -434,25 +430,16 @@ def _timelines(
     session: Session, options: Options, scan_day: Mapping[int, date], days: Sequence[date]
 ) -> list[WorkloadTimeline]:
     """Per workload and scan, the worst status of its results, folded into days."""
-    fail = func.sum(case((ResultRow.status == "fail", 1), else_=0))
-    unjudged = func.sum(case((ResultRow.status == "not_evaluated", 1), else_=0))
-    excepted = func.sum(case((ResultRow.status == "excepted", 1), else_=0))
-    statement = (
-        select(
-            ResultRow.scan_id,
-            ResultRow.kind,
-            ResultRow.namespace,
-            ResultRow.name,
-            fail,
-            unjudged,
-            excepted,
-        )
-        .where(
-            ResultRow.scan_id.in_(_period_scans(options)),
-            ResultRow.kind.in_(WORKLOAD_KINDS),
-        )
-        .group_by(ResultRow.scan_id, ResultRow.kind, ResultRow.namespace, ResultRow.name)
-    )
+    counts = ScanSubjectCountRow
+    statement = select(
+        counts.scan_id,
+        counts.kind,
+        counts.namespace,
+        counts.name,
+        counts.fail,
+        counts.not_evaluated,
+        counts.excepted,
+    ).where(counts.scan_id.in_(_period_scans(options)), counts.kind.in_(WORKLOAD_KINDS))
     cluster_of = _scan_clusters(session, options)
     states: dict[tuple[str, str, str, str], dict[date, str]] = defaultdict(dict)
     for scan_id, kind, namespace, name, fails, unjudged_n, excepted_n in session.execute(statement):

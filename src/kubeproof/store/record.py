@@ -1,10 +1,11 @@
-"""Recording a scan: the run, every result, the findings it moves and its ledger entry,
-all in one transaction (everything lands or nothing does)."""
+"""Recording a scan: the run, every result, its summaries, the findings it moves and its
+ledger entry, all in one transaction (everything lands or nothing does)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,13 +14,21 @@ from sqlalchemy import insert
 
 from kubeproof.frameworks import Framework
 from kubeproof.inventory import Inventory
-from kubeproof.model import Result, Subject
+from kubeproof.model import Result, Status, Subject
 from kubeproof.redaction import redact, redact_data
 from kubeproof.scan import ScanReport
 from kubeproof.store import ledger
 from kubeproof.store.db import Store
 from kubeproof.store.lifecycle import SubjectKey, apply_scan, as_subject_key
-from kubeproof.store.schema import ResultRow, ScanRow, table_of
+from kubeproof.store.schema import (
+    ResultRow,
+    ScanCheckCountRow,
+    ScanRow,
+    ScanSubjectCountRow,
+    table_of,
+)
+
+NOT_EVALUATED = Status.NOT_EVALUATED.value
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,44 @@ def scan_values(report: ScanReport, cluster: str, recorded_at: datetime) -> dict
     }
 
 
+def check_counts(rows: Sequence[Mapping[str, Any]], scan_id: int) -> list[dict[str, Any]]:
+    """Results per check and status, and per reason for those not evaluated: the rows of
+    scan_check_counts (the same as revision 0004's GROUP BY over results)."""
+    counts = Counter(
+        (row["check_id"], row["status"], row["reason"] if row["status"] == NOT_EVALUATED else None)
+        for row in rows
+    )
+    return [
+        {"scan_id": scan_id, "check_id": check, "status": status, "reason": reason, "results": n}
+        for (check, status, reason), n in counts.items()
+    ]
+
+
+def subject_counts(rows: Sequence[Mapping[str, Any]], scan_id: int) -> list[dict[str, Any]]:
+    """Results per subject (kind, namespace, top-owner name), counted by status: the rows
+    of scan_subject_counts."""
+    totals: dict[tuple[str, str, str], Counter[str]] = {}
+    for row in rows:
+        key = (row["kind"], row["namespace"], row["name"])
+        counter = totals.get(key)
+        if counter is None:
+            counter = totals[key] = Counter()
+        counter[row["status"]] += 1
+    return [
+        {
+            "scan_id": scan_id,
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "results": counter.total(),
+            "fail": counter[Status.FAIL.value],
+            "not_evaluated": counter[NOT_EVALUATED],
+            "excepted": counter[Status.EXCEPTED.value],
+        }
+        for (kind, namespace, name), counter in totals.items()
+    ]
+
+
 def present_subjects(inventory: Inventory) -> list[Subject]:
     """Everything a source showed: its objects and the namespaces they live in (a
     namespace needs no Namespace object of its own to exist in a scan)."""
@@ -139,6 +186,9 @@ def record_scan(
         if rows:
             # Core, not the ORM's bulk path: several times faster for plain rows.
             session.execute(insert(table_of(ResultRow)), rows)
+            # Derived summaries the period report reads instead of every result.
+            session.execute(insert(table_of(ScanCheckCountRow)), check_counts(rows, scan.id))
+            session.execute(insert(table_of(ScanSubjectCountRow)), subject_counts(rows, scan.id))
         changes = apply_scan(session, scan, rows, report.coverage, checks_run, seen)
         content = ledger.scan_content({"id": scan.id, **values}, digest)
         entry = ledger.append(

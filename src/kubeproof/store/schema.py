@@ -5,7 +5,9 @@ Append-only evidence: `scans` and `results` are written once, and each scan is c
 an entry of the hash-chained `ledger`. `subjects`, `findings` and `finding_events` are the
 current state and its history, derived from the scans in the order they were recorded.
 Exceptions (risk acceptances) and their revocations are evidence too: written once and
-chained in the same ledger (revision 0002).
+chained in the same ledger (revision 0002). `scan_check_counts` and `scan_subject_counts`
+(revision 0004) summarise each scan's results for the period report: derived data, written
+with the scan and left out of the ledger.
 
 Namespaces and containers are stored as "" when absent, so that unique keys over them
 behave the same on every database (NULLs never compare equal).
@@ -270,3 +272,33 @@ class AgentHeartbeatRow(Base):
     state: Mapped[str] = mapped_column(String(10))  # started | alive | stopped
     interval_s: Mapped[int] = mapped_column(Integer)
     counters: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
+class ScanCheckCountRow(Base):
+    """How many results of one scan had one check and status (and, for not_evaluated, one
+    reason): the period report reads these instead of every result (revision 0004)."""
+
+    __tablename__ = "scan_check_counts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"), index=True)
+    check_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)  # only for not_evaluated
+    results: Mapped[int] = mapped_column(Integer)
+
+
+class ScanSubjectCountRow(Base):
+    """One subject (kind, namespace, top-owner name) in one scan: its results counted by
+    status, from which the report draws per-workload timelines (revision 0004)."""
+
+    __tablename__ = "scan_subject_counts"
+
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    results: Mapped[int] = mapped_column(Integer)
+    fail: Mapped[int] = mapped_column(Integer)
+    not_evaluated: Mapped[int] = mapped_column(Integer)
+    excepted: Mapped[int] = mapped_column(Integer)
