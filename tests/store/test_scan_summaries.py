@@ -151,12 +151,22 @@ def test_an_existing_store_is_backfilled_on_upgrade_and_its_ledger_still_verifie
     assert "3 entries" in capsys.readouterr().out
 
 
-def test_summaries_are_outside_the_ledger(
-    store: Store, database: Database, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE scan_check_counts SET results = results + 1",
+        "DELETE FROM scan_check_counts WHERE status = 'fail'",
+        "UPDATE scan_subject_counts SET fail = 0",
+    ],
+)
+def test_an_edited_summary_fails_verification(
+    store: Store, database: Database, capsys: pytest.CaptureFixture[str], edit: str
 ) -> None:
-    """Derived data: rewriting a summary does not touch the evidence the ledger covers."""
+    """Derived data, not hashed: verify re-derives it from the results, so an edited count
+    cannot change a period report unnoticed."""
     record_mixed(store, 1)
-    execute(database.url, "UPDATE scan_check_counts SET results = results + 1")
     assert main(["evidence", "verify", "--db", database.url]) == 0
     capsys.readouterr()
-    assert rows(database.url, CHECK_COUNTS_NOW) != rows(database.url, CHECK_COUNTS_FROM_RESULTS)
+    execute(database.url, edit)
+    assert main(["evidence", "verify", "--db", database.url]) == 1
+    assert "no longer match its results" in capsys.readouterr().err

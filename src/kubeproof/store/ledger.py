@@ -34,6 +34,7 @@ from kubeproof.store.schema import (
     ResultRow,
     ScanRow,
 )
+from kubeproof.store.summaries import summaries_problem
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
@@ -343,6 +344,11 @@ def _content(session: Session, entry: LedgerEntryRow) -> dict[str, Any] | str:
     if scan is None:
         return f"its scan #{entry.scan_id} was deleted"
     columns = [getattr(ResultRow, name) for name in RESULT_FIELDS]
-    rows = session.execute(select(*columns).where(ResultRow.scan_id == scan.id)).mappings()
+    rows = session.execute(select(*columns).where(ResultRow.scan_id == scan.id)).mappings().all()
+    # The summaries are derived, not hashed: re-derive them, so that an edited count cannot
+    # change a period report while the chain still verifies.
+    problem = summaries_problem(session, scan.id, rows)
+    if problem is not None:
+        return problem
     scan_values = {name: getattr(scan, name) for name in SCAN_FIELDS}
     return scan_content(scan_values, results_digest(rows))

@@ -4,8 +4,7 @@ ledger entry, all in one transaction (everything lands or nothing does)."""
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from kubeproof.store.schema import (
     ScanSubjectCountRow,
     table_of,
 )
+from kubeproof.store.summaries import check_counts, subject_counts
 
 NOT_EVALUATED = Status.NOT_EVALUATED.value
 
@@ -111,44 +111,6 @@ def scan_values(report: ScanReport, cluster: str, recorded_at: datetime) -> dict
         "result_count": len(report.results),
         "totals": {status.value: count for status, count in sorted(report.totals().items())},
     }
-
-
-def check_counts(rows: Sequence[Mapping[str, Any]], scan_id: int) -> list[dict[str, Any]]:
-    """Results per check and status, and per reason for those not evaluated: the rows of
-    scan_check_counts (the same as revision 0004's GROUP BY over results)."""
-    counts = Counter(
-        (row["check_id"], row["status"], row["reason"] if row["status"] == NOT_EVALUATED else None)
-        for row in rows
-    )
-    return [
-        {"scan_id": scan_id, "check_id": check, "status": status, "reason": reason, "results": n}
-        for (check, status, reason), n in counts.items()
-    ]
-
-
-def subject_counts(rows: Sequence[Mapping[str, Any]], scan_id: int) -> list[dict[str, Any]]:
-    """Results per subject (kind, namespace, top-owner name), counted by status: the rows
-    of scan_subject_counts."""
-    totals: dict[tuple[str, str, str], Counter[str]] = {}
-    for row in rows:
-        key = (row["kind"], row["namespace"], row["name"])
-        counter = totals.get(key)
-        if counter is None:
-            counter = totals[key] = Counter()
-        counter[row["status"]] += 1
-    return [
-        {
-            "scan_id": scan_id,
-            "kind": kind,
-            "namespace": namespace,
-            "name": name,
-            "results": counter.total(),
-            "fail": counter[Status.FAIL.value],
-            "not_evaluated": counter[NOT_EVALUATED],
-            "excepted": counter[Status.EXCEPTED.value],
-        }
-        for (kind, namespace, name), counter in totals.items()
-    ]
 
 
 def present_subjects(inventory: Inventory) -> list[Subject]:
