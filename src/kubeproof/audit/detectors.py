@@ -28,8 +28,8 @@ from kubeproof.audit.baseline import (
     user_agent_family,
 )
 from kubeproof.audit.events import AuditEvent
-from kubeproof.checks.registry import CRITERIA
-from kubeproof.model import CheckSpec, Severity
+from kubeproof.checks.registry import CatalogueError, spec_from_data
+from kubeproof.model import CheckSpec
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -156,26 +156,16 @@ def detectors() -> tuple[Detector, ...]:
 
 
 def _spec(entry: dict[str, Any]) -> DetectorSpec:
-    detector_id = entry.get("id", "?")
+    """A detector's description, read and validated as the check catalogue's are."""
     try:
-        criteria = {str(k): " ".join(str(v).split()) for k, v in entry["criteria"].items()}
-        references = entry.get("references") or {}
-        check = CheckSpec(
-            id=entry["id"],
-            title=entry["title"].strip(),
-            description=" ".join(entry["description"].split()),
-            severity=Severity(entry["severity"]),
-            remediation=" ".join(entry["remediation"].split()),
-            criteria=criteria,
-            scope="audit",
-            cis=tuple(str(c) for c in references.get("cis") or ()),
-            nsa=tuple(references.get("nsa") or ()),
-            group="audit",
+        check = spec_from_data(
+            {**entry, "scope": "audit"},
+            "audit",
+            source="detectors.yaml",
+            scopes=frozenset({"audit"}),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise DetectorCatalogueError(f"detectors.yaml: {detector_id}: {error!r}") from error
-    if not criteria or not set(criteria) <= CRITERIA or not all(criteria.values()):
-        raise DetectorCatalogueError(f"detectors.yaml: {detector_id}: criteria {sorted(criteria)}")
+    except CatalogueError as error:
+        raise DetectorCatalogueError(str(error)) from error
     return DetectorSpec(check, bool(entry.get("baseline")), bool(entry.get("needs_bodies")))
 
 

@@ -105,8 +105,17 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def _spec_from_data(entry: dict[str, Any], group: str) -> CheckSpec:
+def spec_from_data(
+    entry: dict[str, Any],
+    group: str,
+    *,
+    source: str | None = None,
+    scopes: frozenset[str] = SCOPES,
+) -> CheckSpec:
+    """A check's description, validated: catalogue checks, and anything else judged by
+    criteria (audit detectors), read the same way. `source` names the file in errors."""
     check_id = entry.get("id", "?")
+    where = f"{source or f'{group}.yaml'}: check {check_id}"
     try:
         references = entry.get("references") or {}
         pss = references.get("pss")
@@ -127,15 +136,15 @@ def _spec_from_data(entry: dict[str, Any], group: str) -> CheckSpec:
             group=group,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CatalogueError(f"{group}.yaml: check {check_id}: {error!r}") from error
-    if spec.scope not in SCOPES:
-        raise CatalogueError(f"{group}.yaml: check {check_id}: unknown scope {spec.scope}")
+        raise CatalogueError(f"{where}: {error!r}") from error
+    if spec.scope not in scopes:
+        raise CatalogueError(f"{where}: unknown scope {spec.scope}")
     if spec.scope == "object" and not spec.kinds:
-        raise CatalogueError(f"{group}.yaml: check {check_id}: object scope needs kinds")
+        raise CatalogueError(f"{where}: object scope needs kinds")
     if not spec.criteria or not set(spec.criteria) <= CRITERIA:
-        raise CatalogueError(f"{group}.yaml: check {check_id}: criteria {sorted(spec.criteria)}")
+        raise CatalogueError(f"{where}: criteria {sorted(spec.criteria)}")
     if any(not rationale for rationale in spec.criteria.values()):
-        raise CatalogueError(f"{group}.yaml: check {check_id}: every criterion needs a rationale")
+        raise CatalogueError(f"{where}: every criterion needs a rationale")
     return spec
 
 
@@ -147,7 +156,7 @@ def catalogue() -> tuple[Check, ...]:
         importlib.import_module(f"kubeproof.checks.{module}")
         text = resources.files("kubeproof.checks").joinpath(f"{module}.yaml").read_text()
         for entry in load_yaml(text)["checks"]:
-            spec = _spec_from_data(entry, module)
+            spec = spec_from_data(entry, module)
             function = _functions.get(spec.id)
             if function is None:
                 raise CatalogueError(f"{module}.yaml: check {spec.id} has no function")
