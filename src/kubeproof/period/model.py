@@ -8,6 +8,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from kubeproof.model import Subject
+from kubeproof.risk_acceptance import ExceptionSpecError, parse_subject_pattern, subject_namespace
+
 STATUSES = ("pass", "fail", "excepted", "not_evaluated")
 # The order in which a subject's results on one day decide its state that day.
 STATE_ORDER = ("fail", "not_evaluated", "excepted", "pass")
@@ -183,17 +186,22 @@ class ExceptionInForce:
         return any(fnmatchcase(check_id, pattern) for pattern in self.checks)
 
     def covers(self, finding: FindingItem) -> bool:
-        """Whether it excepts the finding's subject. Every scope given must hold; a label
-        selector cannot be judged from the store (it keeps no labels), so an exception
-        scoped by one is never taken to cover a finding here."""
+        """Whether it excepts the finding's subject, by the rule a scan applies
+        (kubeproof.risk_acceptance). A label selector cannot be judged from the store (it
+        keeps no labels), so an exception scoped by one is never taken to cover a finding."""
         if not self.covers_check(finding.check_id) or self.has_selector:
             return False
-        base = finding.subject.split("[")[0]
-        if self.subjects and not any(fnmatchcase(base, p.split("[")[0]) for p in self.subjects):
-            return False
-        return not self.namespaces or any(
-            fnmatchcase(finding.namespace, n) for n in self.namespaces
+        subject = Subject(
+            "", finding.kind, finding.namespace or None, finding.name, finding.container or None
         )
+        try:
+            patterns = [parse_subject_pattern(p, "subjects") for p in self.subjects]
+        except ExceptionSpecError:  # a row edited by hand: it covers nothing
+            return False
+        if patterns and not any(p.matches(subject) for p in patterns):
+            return False
+        namespace = subject_namespace(subject)
+        return not self.namespaces or any(fnmatchcase(namespace, n) for n in self.namespaces)
 
 
 @dataclass
