@@ -129,6 +129,20 @@ def finding_fingerprint(check_id: str, subject: Subject) -> str:
     apiVersion is left out on purpose: moving a Deployment from a beta API group to
     apps/v1 does not make it a different workload, and its history must carry over.
     """
-    parts = (check_id, subject.kind, subject.namespace or "", subject.name, subject.container or "")
-    # The unit separator cannot appear in a Kubernetes name, so parts cannot run together.
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    digest = fingerprint_prefix(check_id)
+    digest.update(fingerprint_subject(subject))
+    return digest.hexdigest()[:32]
+
+
+# The fingerprint hashes check id, kind, namespace, name and container joined by the unit
+# separator, which cannot appear in a Kubernetes name, so parts cannot run together. It is
+# built in two halves so that a report can hash each check's half once and copy it.
+def fingerprint_prefix(check_id: str) -> hashlib._Hash:
+    """The hash state after a check's part of the fingerprint."""
+    return hashlib.sha256(f"{check_id}\x1f".encode())
+
+
+def fingerprint_subject(subject: Subject) -> bytes:
+    """A subject's part of the fingerprint, to add to `fingerprint_prefix`."""
+    parts = (subject.kind, subject.namespace or "", subject.name, subject.container or "")
+    return "\x1f".join(parts).encode("utf-8")

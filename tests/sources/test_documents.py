@@ -181,3 +181,60 @@ def test_fast_parser_matches_pyyaml_on_generated_manifests(tmp_path: Path) -> No
         assert fast == reference, path
         compared += len(fast)
     assert compared > 250
+
+
+def test_anchored_null_beside_a_star_is_a_document_not_a_crash() -> None:
+    (document,) = parse("&x ~ # *y\n")
+    assert isinstance(document, Document) and document.data is None
+
+
+MARKERS = ("---\n", "--- \n", "---\t# c\n", "...\n---\n", "---\r\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(MARKERS),
+            st.integers(min_value=0, max_value=2),
+            st.dictionaries(
+                st.from_regex(r"k[a-z]{0,7}", fullmatch=True),  # never `y`, a YAML 1.1 boolean
+                st.integers(-(2**31), 2**31) | st.text(alphabet="ab -.#:\n", max_size=12),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_each_document_keeps_its_data_and_first_content_line(
+    documents: list[tuple[str, int, dict[str, object]]], leading_marker: bool
+) -> None:
+    text, expected = "", []
+    for position, (marker, comments, value) in enumerate(documents):
+        if position or leading_marker:
+            text += marker
+        text += "# comment\n\n" * comments
+        expected.append((value, text.count("\n") + 1))
+        text += yaml.safe_dump(value)
+    parsed = parse(text)
+    assert [(d.data, d.line) for d in parsed if isinstance(d, Document)] == expected, text
+
+
+def test_fast_parser_loads_without_its_package_and_is_shared_with_it() -> None:
+    """Only pyrs-yaml's compiled module is loaded (its package imports asyncio and date
+    libraries at every start); importing the package later reuses that module."""
+    program = (
+        "import sys\n"
+        "from kubeproof.sources import documents\n"
+        "assert documents.fast_yaml is not None\n"
+        "assert 'pyrs_yaml' not in sys.modules and 'asyncio' not in sys.modules, "
+        "sorted(m for m in sys.modules if 'pyrs' in m or 'asyncio' in m)\n"
+        "assert documents.fast_yaml.safe_load('a: 0644', 'yaml1.1') == {'a': 420}\n"
+        "import pyrs_yaml\n"
+        "assert sys.modules['pyrs_yaml.pyrs_yaml'] is documents.fast_yaml\n"
+        "assert pyrs_yaml.safe_load('b: on', schema='yaml1.1') == {'b': True}\n"
+    )
+    subprocess.run([sys.executable, "-c", program], check=True, capture_output=True)

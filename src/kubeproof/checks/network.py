@@ -103,21 +103,79 @@ def namespace_default_deny_egress(namespace: str, context: Context) -> Iterator[
     yield from _default_deny(namespace, context, EGRESS)
 
 
+def _selecting(workload: Workload, context: Context) -> list[NetworkPolicy]:
+    """The policies of its namespace that select a workload's pods, in their order. Both
+    directions and `network.policy-selects-no-workload` start from this, so each pod
+    selector is matched against each workload once per scan rather than three times."""
+    answers: dict[int, list[NetworkPolicy]] = context.derived("netpol-selecting", lambda _: {})
+    key = id(workload)
+    if key not in answers:
+        namespace = workload.namespace
+        indexed = context.derived("netpol", policies_by_namespace)
+        by_label, unindexed = context.derived("netpol-by-label", lambda _: _by_label(indexed))
+        labels = workload.pod_labels
+        candidates = unindexed.union(*(by_label.get(item, ()) for item in labels.items()))
+        answers[key] = [
+            p
+            for p in indexed.get(namespace, [])
+            if id(p) in candidates and p.selects(namespace, labels)
+        ]
+    return answers[key]
+
+
+def _by_label(
+    indexed: dict[str, list[NetworkPolicy]],
+) -> tuple[dict[tuple[str, str], set[int]], set[int]]:
+    """Which policies a pod's labels could match at all, so that the others are skipped: a
+    podSelector's matchLabels select only pods that carry each of its labels, so such a
+    policy is filed under its first label; any other is tried on every pod. `selects`
+    still decides for every policy that is tried."""
+    by_label: dict[tuple[str, str], set[int]] = {}
+    unindexed: set[int] = set()
+    for policy in (p for policies in indexed.values() for p in policies):
+        match_labels = policy.pod_selector.get("matchLabels")
+        first = next(iter(match_labels.items()), None) if isinstance(match_labels, dict) else None
+        if first is not None and isinstance(first[0], str) and isinstance(first[1], str):
+            by_label.setdefault(first, set()).add(id(policy))
+        else:
+            unindexed.add(id(policy))
+    return by_label, unindexed
+
+
 def _isolating(workload: Workload, context: Context, direction: str) -> list[NetworkPolicy]:
     """The policies that isolate a workload's pods for a direction; five checks ask, so
-    the answer is kept for the scan."""
+    the answer is kept for the scan. Only a policy that selects the pods can isolate them."""
     answers: dict[tuple[int, str], list[NetworkPolicy]] = context.derived(
         "netpol-isolating", lambda _: {}
     )
     key = (id(workload), direction)
     if key not in answers:
         answers[key] = isolating(
-            context.derived("netpol", policies_by_namespace).get(workload.namespace, []),
-            workload.namespace,
-            workload.pod_labels,
-            direction,
+            _selecting(workload, context), workload.namespace, workload.pod_labels, direction
         )
     return answers[key]
+
+
+def _open_rules(policy: NetworkPolicy, direction: str, context: Context) -> list[int]:
+    """`policy.open_rules(direction)`, kept for the scan: each workload a policy isolates
+    asks again, in five checks."""
+    answers: dict[tuple[int, str], list[int]] = context.derived("netpol-open", lambda _: {})
+    key = (id(policy), direction)
+    if key not in answers:
+        answers[key] = policy.open_rules(direction)
+    return answers[key]
+
+
+def _selected_policies(namespace: str, context: Context) -> set[int]:
+    """The ids of the NetworkPolicy objects that select some running workload's pods."""
+    answers: dict[str, set[int]] = context.derived("netpol-selected", lambda _: {})
+    if namespace not in answers:
+        answers[namespace] = {
+            id(policy.obj)
+            for workload in running_workloads_in(context.inventory, namespace)
+            for policy in _selecting(workload, context)
+        }
+    return answers[namespace]
 
 
 def _isolation(workload: Workload, context: Context, direction: str) -> Iterator[Violation]:
@@ -140,7 +198,7 @@ def _isolation(workload: Workload, context: Context, direction: str) -> Iterator
         return
     rules_field, peers_field = _RULE_FIELDS[direction]
     for policy in policies:
-        for index in policy.open_rules(direction):
+        for index in _open_rules(policy, direction, context):
             yield Violation(
                 f"NetworkPolicy {policy.name} spec.{rules_field}[{index}] has no "
                 f"{peers_field} and no ports, so it allows all {direction} traffic"
@@ -171,8 +229,7 @@ def policy_selects_no_workload(obj: K8sObject, context: Context) -> Iterator[Vio
         # Namespace-wide by design (a default deny, say): it cannot go stale.
         raise NotApplicable
     namespace = policy.namespace
-    workloads = running_workloads_in(context.inventory, namespace)
-    if any(policy.selects(namespace, w.pod_labels) for w in workloads):
+    if id(obj) in _selected_policies(namespace, context):
         return
     yield Violation(
         f"spec.podSelector matches no workload in namespace {namespace}: the "
@@ -191,11 +248,28 @@ def policy_selects_no_workload(obj: K8sObject, context: Context) -> Iterator[Vio
 def _isolating_rules(
     workload: Workload, context: Context, direction: str
 ) -> list[tuple[NetworkPolicy, Rule]]:
+    """The rules of the policies that isolate a workload; kept for the scan, as three
+    checks ask for each workload. NotApplicable when the workload is not isolated."""
+    answers: dict[tuple[int, str], list[tuple[NetworkPolicy, Rule]] | None] = context.derived(
+        "netpol-isolating-rules", lambda _: {}
+    )
+    key = (id(workload), direction)
+    if key not in answers:
+        answers[key] = _rules_if_isolated(workload, context, direction)
+    rules = answers[key]
+    if rules is None:
+        raise NotApplicable
+    return rules
+
+
+def _rules_if_isolated(
+    workload: Workload, context: Context, direction: str
+) -> list[tuple[NetworkPolicy, Rule]] | None:
     if not runs_pods(workload) or workload.pod_spec.get("hostNetwork") is True:
-        raise NotApplicable
+        return None
     policies = _isolating(workload, context, direction)
-    if not policies or any(p.open_rules(direction) for p in policies):
-        raise NotApplicable
+    if not policies or any(_open_rules(p, direction, context) for p in policies):
+        return None
     return [(p, rule) for p in policies for rule in p.typed_rules(direction)]
 
 

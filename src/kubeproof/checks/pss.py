@@ -461,21 +461,27 @@ def windows_host_process(workload: Workload, ctx: Context) -> Iterator[Violation
 def host_probes_and_host_lifecycle(workload: Workload, ctx: Context) -> Iterator[Violation]:
     _policy_version(workload, ctx, V1_34)
     for container in _containers(workload):
+        # Fields left out are skipped before their paths are spelled out: most containers
+        # set few of them, and the paths are only needed to name a finding or a bad type.
         handlers = [
-            (
-                f"{container.path}.{probe}",
-                _mapping(container.spec, probe, f"{container.path}.{probe}"),
-            )
+            (path, _mapping(container.spec, probe, path))
             for probe in PROBES
+            if container.spec.get(probe) is not None
+            for path in (f"{container.path}.{probe}",)
         ]
-        lifecycle_path = f"{container.path}.lifecycle"
-        lifecycle = _mapping(container.spec, "lifecycle", lifecycle_path)
-        handlers.extend(
-            (f"{lifecycle_path}.{hook}", _mapping(lifecycle, hook, f"{lifecycle_path}.{hook}"))
-            for hook in LIFECYCLE_HANDLERS
-        )
+        if container.spec.get("lifecycle") is not None:
+            lifecycle_path = f"{container.path}.lifecycle"
+            lifecycle = _mapping(container.spec, "lifecycle", lifecycle_path)
+            handlers.extend(
+                (path, _mapping(lifecycle, hook, path))
+                for hook in LIFECYCLE_HANDLERS
+                if lifecycle.get(hook) is not None
+                for path in (f"{lifecycle_path}.{hook}",)
+            )
         for handler_path, handler in handlers:
             for action in HANDLER_ACTIONS:
+                if handler.get(action) is None:
+                    continue
                 action_path = f"{handler_path}.{action}"
                 host_path = f"{action_path}.host"
                 host = _typed(_mapping(handler, action, action_path), "host", host_path, str)

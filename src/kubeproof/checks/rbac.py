@@ -311,6 +311,28 @@ class Access:
         return rule_allows(rule, verb, self.api_group, self.resource, self.subresource)
 
 
+# (rule, id of an access tuple, cluster-wide) -> (that tuple, what the rule grants of it)
+GrantedMemo = dict[tuple[PolicyRule, int, bool], tuple[Sequence[Access], list[str]]]
+
+
+def _granted_at(
+    rule: PolicyRule,
+    accesses: Sequence[Access],
+    cluster_wide: bool,
+    memo: GrantedMemo,
+) -> list[str]:
+    """`_granted` for the accesses that apply where the rule is granted (cluster-scoped
+    requests only through a cluster-wide grant), remembered for the scan by the rule's
+    content: roles repeat the same rules (each namespace's copy of an application's Role,
+    every binding of one ClusterRole)."""
+    key = (rule, id(accesses), cluster_wide)
+    known = memo.get(key)
+    if known is None or known[0] is not accesses:  # the same tuple, not a reused id
+        applicable = [a for a in accesses if cluster_wide or not a.cluster_scoped]
+        known = memo[key] = (accesses, _granted(rule, applicable))
+    return known[1]
+
+
 def _granted(rule: PolicyRule, accesses: Sequence[Access]) -> list[str]:
     """What a rule allows of `accesses`, e.g. `create on deployments, jobs (apps)`:
     targets granted the same verbs in the same API group are named together."""
@@ -377,10 +399,11 @@ def _role_allows(
 ) -> Iterator[Violation]:
     """`consequence`, computed once and only for a role that allows something, ends each
     message (what the permission leads to)."""
-    applicable = [a for a in accesses if role.kind == "ClusterRole" or not a.cluster_scoped]
+    cluster_wide = role.kind == "ClusterRole"
+    memo: GrantedMemo = ctx.derived("rbac-granted", lambda _: {})
 
     def describe(rule: PolicyRule) -> str | None:
-        granted = _granted(rule, applicable)
+        granted = _granted_at(rule, accesses, cluster_wide, memo)
         return f"allows {'; '.join(granted)}" if granted else None
 
     said: list[str] = []
@@ -474,11 +497,15 @@ def _pod_create_reach(role: K8sObject, ctx: Context) -> str:
 
 def _service_accounts_in(ctx: Context, namespace: str) -> list[str]:
     """The accounts a pod in the namespace may name: those in the input, those its
-    workloads use, and `default`, which every namespace has."""
-    names = {obj.name for obj in ctx.inventory.in_namespace("ServiceAccount", namespace)}
-    names.update(service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
-    names.add("default")
-    return sorted(names)
+    workloads use, and `default`, which every namespace has. Kept for the scan: every
+    role that may create pods asks again for each namespace it reaches."""
+    known: dict[str, list[str]] = ctx.derived("rbac-service-accounts-in", lambda _: {})
+    if namespace not in known:
+        names = {obj.name for obj in ctx.inventory.in_namespace("ServiceAccount", namespace)}
+        names.update(service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
+        names.add("default")
+        known[namespace] = sorted(names)
+    return known[namespace]
 
 
 # `get` on exec and attach: API servers before the WebSocket upgrade check (on by default
@@ -644,7 +671,9 @@ def service_account_dangers(ctx: Context, namespace: str, name: str) -> Identity
         per_binding: dict[tuple[int, str], IdentityDangers] = ctx.derived(
             "rbac-binding-dangers", lambda _: {}
         )
-        cache[key] = _dangers(_access(ctx), Identity.service_account(namespace, name), per_binding)
+        identity = Identity.service_account(namespace, name)
+        memo: GrantedMemo = ctx.derived("rbac-granted", lambda _: {})
+        cache[key] = _dangers(_access(ctx), identity, per_binding, memo)
     found: IdentityDangers = cache[key]
     return found
 
@@ -653,6 +682,7 @@ def _dangers(
     access: RbacAccess,
     identity: Identity,
     per_binding: dict[tuple[int, str], IdentityDangers],
+    memo: GrantedMemo,
 ) -> IdentityDangers:
     grants: list[DangerousGrant] = []
     unknown: list[str] = []
@@ -662,14 +692,18 @@ def _dangers(
         # judge each binding once per scan, not once per account.
         key = (id(resolved), via)
         if key not in per_binding:
-            per_binding[key] = _binding_dangers(resolved, via)
+            per_binding[key] = _binding_dangers(resolved, via, memo)
         found = per_binding[key]
         grants.extend(found.grants)
         unknown.extend(found.unknown)
     return IdentityDangers(tuple(grants), tuple(unknown))
 
 
-def _binding_dangers(resolved: ResolvedBinding, via: str) -> IdentityDangers:
+def _binding_dangers(
+    resolved: ResolvedBinding,
+    via: str,
+    memo: GrantedMemo,
+) -> IdentityDangers:
     """The dangerous permissions one binding grants whoever it names."""
     if not resolved.rules_known:
         return IdentityDangers((), (f"{resolved.label} -> {resolved.role_label}{via}",))
@@ -679,9 +713,8 @@ def _binding_dangers(resolved: ResolvedBinding, via: str) -> IdentityDangers:
         return IdentityDangers((DangerousGrant("every permission", resolved.scope, path),), ())
     grants: list[DangerousGrant] = []
     for label, accesses in DANGERS:
-        applicable = [a for a in accesses if resolved.namespace is None or not a.cluster_scoped]
         for rule in resolved.rules:
-            granted = _granted(rule, applicable)
+            granted = _granted_at(rule, accesses, resolved.namespace is None, memo)
             if granted:
                 what = f"{label} ({'; '.join(granted)})"
                 path = _binding_path(resolved, rule) + via
