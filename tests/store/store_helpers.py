@@ -14,7 +14,7 @@ from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.model import Location
 from kubeproof.scan import ScanReport, scan_inventory
 from kubeproof.store.db import Store, parse_url
-from kubeproof.store.record import Recorded, present_subjects, record_scan
+from kubeproof.store.record import Recorded, present_subjects, record_scan, subject_identities
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -50,7 +50,13 @@ def record(
     report, inventory = scan_of(*manifests, cluster=cluster, coverage=coverage, framework=framework)
     report.started_at = T0 + timedelta(days=day)
     report.finished_at = report.started_at + timedelta(seconds=1)
-    return record_scan(store, report, cluster=cluster, present=present_subjects(inventory))
+    return record_scan(
+        store,
+        report,
+        cluster=cluster,
+        present=present_subjects(inventory),
+        identities=subject_identities(inventory),
+    )
 
 
 def execute(url: str, *statements: str) -> None:

@@ -87,6 +87,7 @@ def register(commands: Any) -> None:
         help=f"refuse an expiry more than N days away (default {DEFAULT_MAX_DAYS})",
     )
     _common(add)
+    database.add_signing_key_argument(add)
     add.set_defaults(run=run_add)
 
     listing = actions.add_parser("list", help="exceptions and whether they still hold")
@@ -106,6 +107,7 @@ def register(commands: Any) -> None:
     revoke.add_argument("--by", required=True, help="who revokes it")
     revoke.add_argument("--reason", required=True, help="why")
     _common(revoke)
+    database.add_signing_key_argument(revoke)
     revoke.set_defaults(run=run_revoke)
 
 
@@ -114,15 +116,6 @@ def _common(parser: Any) -> None:
     parser.add_argument(
         "-o", "--format", default="table", choices=["table", "json"], help="output format"
     )
-
-
-def _open_for_writing(arguments: argparse.Namespace) -> Store:
-    from kubeproof.store.db import StoreError, open_store
-
-    try:
-        return open_store(arguments.db)
-    except StoreError as error:
-        raise UsageError(str(error)) from None
 
 
 def run_add(arguments: argparse.Namespace) -> int:
@@ -151,7 +144,7 @@ def run_add(arguments: argparse.Namespace) -> int:
         validated_values(new, now=now, max_days=arguments.max_days)
     except ExceptionSpecError as error:
         raise UsageError(str(error)) from None
-    store = _open_for_writing(arguments)
+    store = database.open_for_writing(arguments)
     try:
         added = _writing(
             store, lambda: add_exception(store, new, now=now, max_days=arguments.max_days)
@@ -178,7 +171,7 @@ def run_revoke(arguments: argparse.Namespace) -> int:
     from kubeproof.store.exceptions import display_id, parse_id, revoke_exception
 
     exception_id = _id(arguments.id, parse_id)
-    store = _open_for_writing(arguments)
+    store = database.open_for_writing(arguments)
     try:
         revoked = _writing(
             store,

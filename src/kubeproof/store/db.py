@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from kubeproof.redaction import redact
 from kubeproof.store import ENVIRONMENT_VARIABLE
+from kubeproof.store.signing import SIGNER_INFO, Signer, SigningKeyError, load_signer
 
 _WRITE = "kubeproof_write"  # execution option: this transaction appends evidence
 _MIGRATION_LOCK = 0x6B7072  # PostgreSQL advisory lock key ("kpr") while migrating
@@ -90,6 +91,7 @@ class Store:
 
     engine: Engine
     url: str  # for messages: no password
+    signer: Signer | None = None  # signs every ledger entry this store appends
 
     @property
     def is_sqlite(self) -> bool:
@@ -107,23 +109,36 @@ class Store:
         caller. Commits on success, rolls everything back on any error."""
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{_WRITE: True})
-            with Session(bind=connection) as session, session.begin():
+            info = {SIGNER_INFO: self.signer}
+            with Session(bind=connection, info=info) as session, session.begin():
                 yield session
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def open_store(raw_url: str | None = None, *, create: bool = True, migrate: bool = True) -> Store:
+def open_store(
+    raw_url: str | None = None,
+    *,
+    create: bool = True,
+    migrate: bool = True,
+    signing_key: str | None = None,
+) -> Store:
     """Open (upgrading as needed) the store named by `raw_url`, --db style. Without
-    `create`, a missing SQLite file is an error rather than a new empty store."""
+    `create`, a missing SQLite file is an error rather than a new empty store. A store
+    opened to write (`create`) signs its ledger entries with `signing_key`, else with
+    the key file $KUBEPROOF_SIGNING_KEY names, if either is given."""
     chosen = resolve_url(raw_url)
     url = parse_url(chosen)
     shown = display_url(url.render_as_string(hide_password=True))
     if not create and url.get_backend_name() == "sqlite" and not _sqlite_exists(url):
         raise StoreError(f"no evidence store at {shown}: record a scan first (kubeproof scan --db)")
+    try:
+        signer = load_signer(signing_key) if create else None
+    except SigningKeyError as error:
+        raise StoreError(str(error)) from None
     engine = _engine(url)
-    store = Store(engine, shown)
+    store = Store(engine, shown, signer)
     try:
         if migrate:
             from kubeproof.store.migrate import upgrade_to_head

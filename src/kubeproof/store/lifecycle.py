@@ -44,6 +44,14 @@ _CLUSTER_KINDS = frozenset({"Cluster"})
 _PRECEDENCE = (Status.FAIL, Status.NOT_EVALUATED, Status.EXCEPTED, Status.PASS)
 
 
+@dataclass(frozen=True)
+class SubjectIdentity:
+    """Who a subject is in Kubernetes: its metadata.uid and labels (either may be absent)."""
+
+    uid: str | None
+    labels: dict[str, str] | None
+
+
 @dataclass
 class Changes:
     opened: int = 0
@@ -90,6 +98,7 @@ def apply_scan(
     coverage: Coverage,
     checks_run: frozenset[str],
     present: Iterable[SubjectKey] = (),
+    identities: Mapping[SubjectKey, SubjectIdentity] | None = None,
 ) -> Changes:
     """Update subjects and findings of the scan's cluster for one recorded scan."""
     changes = Changes()
@@ -97,6 +106,7 @@ def apply_scan(
     judged = {subject_key(row) for row in results}
     seen = judged | set(present)
     subject_ids = _update_subjects(session, scan, judged, seen)
+    _record_identities(session, subject_ids, identities or {})
     deleted = _mark_deleted(session, scan, coverage, seen, changes)
 
     # Plain rows, not ORM objects: a cluster can have many thousands of findings.
@@ -275,6 +285,22 @@ def _update_subjects(
         )
         ids.update({(kind, namespace, name): id_ for id_, kind, namespace, name in added})
     return ids
+
+
+def _record_identities(
+    session: Session,
+    ids: Mapping[SubjectKey, int],
+    identities: Mapping[SubjectKey, SubjectIdentity],
+) -> None:
+    """The UID and labels each tracked subject had when this scan saw it. A scan that did
+    not see them (files without metadata.uid) leaves what an earlier one recorded."""
+    rows = [
+        {"id": ids[key], "uid": identity.uid, "labels": identity.labels}
+        for key, identity in identities.items()
+        if key in ids
+    ]
+    if rows:
+        session.execute(update(SubjectRow), rows, execution_options=_NO_SYNC)
 
 
 def _mark_deleted(

@@ -59,11 +59,20 @@ def subject_counts(
     ]
 
 
+CheckKey = tuple[str, str, str | None]  # check, status, reason (not_evaluated only)
+SubjectKey = tuple[str, str, str]  # kind, namespace, top-owner name
+
+
 def summaries_problem(
-    session: Session, scan_id: int, rows: Sequence[Mapping[str, Any]] | Sequence[RowMapping]
+    session: Session,
+    scan_id: int,
+    by_check: Counter[CheckKey],
+    by_subject: Mapping[SubjectKey, Counter[str]],
 ) -> str | None:
-    """What differs between a scan's stored summaries and the counts of its results."""
-    stored_checks = session.execute(
+    """What differs between a scan's stored summaries and the counts of its results
+    (`by_check`, and the statuses of each subject's results in `by_subject`)."""
+    connection = session.connection()
+    stored_checks = connection.execute(
         select(
             ScanCheckCountRow.check_id,
             ScanCheckCountRow.status,
@@ -71,12 +80,10 @@ def summaries_problem(
             ScanCheckCountRow.results,
         ).where(ScanCheckCountRow.scan_id == scan_id)
     ).all()
-    expected_checks = [
-        (c["check_id"], c["status"], c["reason"], c["results"]) for c in check_counts(rows, 0)
-    ]
+    expected_checks = [(*key, n) for key, n in by_check.items()]
     if Counter(map(tuple, stored_checks)) != Counter(expected_checks):
         return "its per-check counts (scan_check_counts) no longer match its results"
-    stored_subjects = session.execute(
+    stored_subjects = connection.execute(
         select(
             ScanSubjectCountRow.kind,
             ScanSubjectCountRow.namespace,
@@ -87,8 +94,16 @@ def summaries_problem(
             ScanSubjectCountRow.excepted,
         ).where(ScanSubjectCountRow.scan_id == scan_id)
     ).all()
-    fields = ("kind", "namespace", "name", "results", "fail", "not_evaluated", "excepted")
-    expected_subjects = [tuple(c[f] for f in fields) for c in subject_counts(rows, 0)]
+    expected_subjects = [
+        (
+            *key,
+            counter.total(),
+            counter[Status.FAIL.value],
+            counter[NOT_EVALUATED],
+            counter[Status.EXCEPTED.value],
+        )
+        for key, counter in by_subject.items()
+    ]
     if Counter(map(tuple, stored_subjects)) != Counter(expected_subjects):
         return "its per-subject counts (scan_subject_counts) no longer match its results"
     return None
