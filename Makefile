@@ -33,6 +33,7 @@ test-tools:
 	scripts/controlplane/build.sh
 	scripts/tools.sh
 	scripts/registry.sh
+	scripts/image-tools.sh
 	scripts/postgres.sh
 	scripts/pdf-deps.sh
 

@@ -155,6 +155,9 @@ def test_truncated_and_hostile_build_info() -> None:
     pointers_nowhere = bytearray(_elf_with_pointer_buildinfo(8, False, MODINFO))
     struct.pack_into("<Q", pointers_nowhere, 0x100 + 16, 0xDEAD0000)
     assert read_build_info(bytes(pointers_nowhere)) is None
+    header_beyond_any_file = bytearray(_elf_with_pointer_buildinfo(8, False, MODINFO))
+    struct.pack_into("<Q", header_beyond_any_file, 32, 2**63)  # e_phoff
+    assert read_build_info(bytes(header_beyond_any_file)) is None
 
 
 @settings(max_examples=300, deadline=None)

@@ -18,6 +18,14 @@ from typing import IO, Any, cast
 
 from kubeproof.images.errors import ImageError
 from kubeproof.images.gobinary import GoBuildInfo, looks_like_executable, read_build_info
+from kubeproof.images.java import (
+    ARCHIVE_SUFFIXES,
+    MAX_ARCHIVE_BYTES,
+    JavaArtifact,
+    read_java_archive,
+)
+from kubeproof.images.rpm import DATABASE_DIRECTORIES, DATABASE_PATHS, UNSUPPORTED_DATABASES
+from kubeproof.images.rust import Crate, read_auditable_crates
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -25,6 +33,7 @@ MAX_SYMLINK_HOPS = 40
 MAX_SYMLINKS = 1_000_000
 MAX_TOTAL_WANTED_BYTES = 512 << 20
 MAX_WARNINGS = 20
+MAX_JAVA_PROBLEMS = 100
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -40,11 +49,14 @@ class Wanted:
 
 
 _OS_FILES = {"etc/os-release", "usr/lib/os-release", "etc/alpine-release", "etc/debian_version"}
-_DATABASES = {"var/lib/dpkg/status", "lib/apk/db/installed"}
+_DATABASES = {"var/lib/dpkg/status", "lib/apk/db/installed", *DATABASE_PATHS}
+# rpm databases in formats not read: kept (a few bytes) only to say so.
+_UNREAD_DATABASES = {f"{d}/{name}" for d in DATABASE_DIRECTORIES for name in UNSUPPORTED_DATABASES}
 _PYTHON_METADATA = re.compile(
     r"(?:^|/)(?:site|dist)-packages/[^/]+\.(?:dist-info/METADATA|egg-info/PKG-INFO|egg-info)$"
 )
 _DPKG_STATUS_D = re.compile(r"^var/lib/dpkg/status\.d/[^/]+$")
+DPKG_FILE_LIST = re.compile(r"^var/lib/dpkg/info/[^/]+\.list$")  # the files a package owns
 NPM_PACKAGE_JSON = re.compile(r"(?:^|/)node_modules/(?:@[^/]+/)?[^/]+/package\.json$")
 NPM_LOCKFILE = re.compile(r"(?:^|/)package-lock\.json$")
 # Go binaries are recognised by content, not name: executables up to this size are read.
@@ -58,8 +70,12 @@ def wanted_file(path: str) -> Wanted | None:
         return Wanted(64 << 10)
     if path in _DATABASES:
         return Wanted(128 << 20)
+    if path in _UNREAD_DATABASES:
+        return Wanted(16, whole=False)
     if _DPKG_STATUS_D.match(path) and not path.endswith(".md5sums"):
         return Wanted(4 << 20)
+    if DPKG_FILE_LIST.match(path):
+        return Wanted(16 << 20)
     if _PYTHON_METADATA.search(path):
         return Wanted(256 << 10, whole=False)  # headers come first; the rest is description
     if NPM_PACKAGE_JSON.search(path):
@@ -86,8 +102,11 @@ class ImageFiles:
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
     go_binaries: dict[str, GoBuildInfo] = field(default_factory=dict)
+    rust_binaries: dict[str, tuple[Crate, ...]] = field(default_factory=dict)
+    java_archives: dict[str, tuple[JavaArtifact, ...]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     skipped_entries: int = 0
+    java_problems: int = 0
 
     def skip_entry(self, where: str, name: str) -> None:
         """Note a tar entry refused for leaving the root (a hostile layer may hold millions:
@@ -141,6 +160,12 @@ class _LayerChanges:
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
     go_binaries: dict[str, GoBuildInfo] = field(default_factory=dict)
+    rust_binaries: dict[str, tuple[Crate, ...]] = field(default_factory=dict)
+    java_archives: dict[str, tuple[JavaArtifact, ...]] = field(default_factory=dict)
+
+    def findings_tables(self) -> tuple[dict[str, Any], ...]:
+        """The per-path results read from file contents (a hard link shares them)."""
+        return (self.go_binaries, self.rust_binaries, self.java_archives)
 
 
 def decompressed(stream: IO[bytes], where: str) -> IO[bytes]:
@@ -175,25 +200,59 @@ def _read_wanted(
     return handle.read(wanted.limit)
 
 
-def _go_build_info(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, base: ImageFiles, where: str
-) -> GoBuildInfo | None:
-    """The build info of an executable regular file that is a Go binary, else None."""
+def _read_executable(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    path: str,
+    base: ImageFiles,
+    changes: _LayerChanges,
+    where: str,
+) -> None:
+    """Go build info and cargo-auditable crates of an executable regular file."""
     if not member.mode & _EXECUTABLE_BITS or member.size < 1024:
+        return
+    handle = tar.extractfile(member)
+    if handle is None:
+        return
+    head = handle.read(4)
+    if not looks_like_executable(head):
+        return
+    if member.size > MAX_GO_BINARY:
+        base.warnings.append(
+            f"{where}: {path} is a {member.size} byte executable, over the {MAX_GO_BINARY} "
+            "byte limit: not read for Go build info or Rust crates"
+        )
+        return
+    data = head + handle.read()
+    go_info = read_build_info(data)
+    if go_info is not None:
+        changes.go_binaries[path] = go_info
+    crates = read_auditable_crates(data)
+    if crates is not None:
+        changes.rust_binaries[path] = crates
+
+
+def _read_java_archive(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, base: ImageFiles, where: str
+) -> tuple[JavaArtifact, ...] | None:
+    if member.size > MAX_ARCHIVE_BYTES:
+        base.warnings.append(
+            f"{where}: {path} is {member.size} bytes, over the {MAX_ARCHIVE_BYTES} byte "
+            "limit for a Java archive: its artifacts are not listed"
+        )
         return None
     handle = tar.extractfile(member)
     if handle is None:
         return None
-    head = handle.read(4)
-    if not looks_like_executable(head):
-        return None
-    if member.size > MAX_GO_BINARY:
-        base.warnings.append(
-            f"{where}: {path} is a {member.size} byte executable, over the {MAX_GO_BINARY} "
-            "byte limit: not read for Go build info"
-        )
-        return None
-    return read_build_info(head + handle.read())
+    artifacts, problems = read_java_archive(handle.read(), path)
+    for problem in problems:
+        # An image full of hostile archives: the first problems are named, the rest counted.
+        base.java_problems += 1
+        if base.java_problems <= MAX_JAVA_PROBLEMS:
+            base.warnings.append(f"{where}: {problem}")
+        elif base.java_problems == MAX_JAVA_PROBLEMS + 1:
+            base.warnings.append(f"{where}: more Java archive problems not listed")
+    return artifacts
 
 
 def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _LayerChanges:
@@ -218,17 +277,26 @@ def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _Layer
             content = None if target is None else changes.files.get(target, base.files.get(target))
             if content is not None and wanted_file(path) is not None:
                 changes.files[path] = content
-            binary = None if target is None else changes.go_binaries.get(target)
-            binary = binary or (None if target is None else base.go_binaries.get(target))
-            if binary is not None:
-                changes.go_binaries[path] = binary
+            tables = zip(changes.findings_tables(), _findings_tables(base), strict=True)
+            for table, base_table in tables:
+                found = None if target is None else table.get(target, base_table.get(target))
+                if found is not None:
+                    table[path] = found
         elif member.isfile():
             wanted = wanted_file(path)
             if wanted is not None:
                 changes.files[path] = _read_wanted(tar, member, path, wanted, where)
-            elif (binary := _go_build_info(tar, member, path, base, where)) is not None:
-                changes.go_binaries[path] = binary
+            elif path.lower().endswith(ARCHIVE_SUFFIXES):
+                artifacts = _read_java_archive(tar, member, path, base, where)
+                if artifacts is not None:
+                    changes.java_archives[path] = artifacts
+            else:
+                _read_executable(tar, member, path, base, changes, where)
     return changes
+
+
+def _findings_tables(state: ImageFiles) -> tuple[dict[str, Any], ...]:
+    return (state.go_binaries, state.rust_binaries, state.java_archives)
 
 
 def _under(path: str, directory: str) -> bool:
@@ -236,9 +304,8 @@ def _under(path: str, directory: str) -> bool:
 
 
 def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
-    stored_dirs = {
-        posixpath.dirname(p) for p in (*state.files, *state.symlinks, *state.go_binaries)
-    }
+    tables: tuple[dict[str, Any], ...] = (state.files, state.symlinks, *_findings_tables(state))
+    stored_dirs = {posixpath.dirname(p) for table in tables for p in table}
     ancestors: set[str] = set()
     for directory in stored_dirs:
         while directory and directory not in ancestors:
@@ -246,7 +313,6 @@ def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
             directory = posixpath.dirname(directory)
     hidden = [d for d in changes.removed if d in ancestors]
     hidden += [d for d in changes.opaque if d in ancestors or d == ""]
-    tables: tuple[dict[str, Any], ...] = (state.files, state.symlinks, state.go_binaries)
     for table in tables:
         gone = set(changes.removed) & table.keys()
         if hidden:
@@ -255,7 +321,8 @@ def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
             del table[path]
     state.files.update(changes.files)
     state.symlinks.update(changes.symlinks)
-    state.go_binaries.update(changes.go_binaries)
+    for table, changed in zip(_findings_tables(state), changes.findings_tables(), strict=True):
+        table.update(changed)
     if len(state.symlinks) > MAX_SYMLINKS:
         raise ImageError(f"{where}: more than {MAX_SYMLINKS} symlinks")
     if sum(len(c) for c in state.files.values()) > MAX_TOTAL_WANTED_BYTES:

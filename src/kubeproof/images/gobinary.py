@@ -91,7 +91,7 @@ def _elf_segments(data: bytes) -> list[_Segment]:
             if kind == _PT_LOAD:
                 segments.append(_Segment(address, offset, size))
         return segments
-    except struct.error:
+    except (struct.error, OverflowError):  # OverflowError: a header offset of 2**63 or more
         return []
 
 

@@ -1,8 +1,11 @@
 """Installed packages from the databases the package managers keep in the image: dpkg
 (var/lib/dpkg/status, distroless var/lib/dpkg/status.d/*), apk (lib/apk/db/installed),
-Python (dist-info METADATA, egg-info PKG-INFO), npm (node_modules/**/package.json,
-package-lock.json) and Go binaries' embedded build info. Parsers never raise on malformed
-input: incomplete records are skipped."""
+rpm (the SQLite rpmdb, images/rpm.py), Python (dist-info METADATA, egg-info PKG-INFO), npm
+(node_modules/**/package.json, package-lock.json), Go binaries' embedded build info, Java
+archives (images/java.py) and Rust binaries' cargo-auditable data (images/rust.py).
+Parsers never raise on malformed input: incomplete records are skipped. A language package
+whose files an OS package owns (dpkg's info/*.list, apk's F:/R: lines, rpm's file lists)
+is that OS package's: it is not listed twice."""
 
 from __future__ import annotations
 
@@ -12,13 +15,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kubeproof.images.filesystem import NPM_LOCKFILE, NPM_PACKAGE_JSON, ImageFiles
+from kubeproof.images.filesystem import (
+    DPKG_FILE_LIST,
+    NPM_LOCKFILE,
+    NPM_PACKAGE_JSON,
+    ImageFiles,
+)
 from kubeproof.images.gobinary import GoBuildInfo
+from kubeproof.images.rpm import (
+    DATABASE_DIRECTORIES,
+    DATABASE_PATHS,
+    UNSUPPORTED_DATABASES,
+    RpmError,
+    RpmHeader,
+    read_rpmdb,
+)
 from kubeproof.inventory.objects import as_dict, as_str
 from kubeproof.vulndb.versions import go_toolchain_semver
 
-DEB, APK, PYPI, GOLANG, NPM = "deb", "apk", "pypi", "golang", "npm"
-PACKAGE_TYPES = (DEB, APK, PYPI, GOLANG, NPM)
+DEB, APK, RPM, PYPI, GOLANG, NPM = "deb", "apk", "rpm", "pypi", "golang", "npm"
+MAVEN, CARGO = "maven", "cargo"
+PACKAGE_TYPES = (DEB, APK, RPM, PYPI, GOLANG, NPM, MAVEN, CARGO)
+OS_PACKAGE_TYPES = (DEB, APK, RPM)
 GO_STDLIB = "stdlib"  # the name OSV's Go ecosystem gives the standard library
 
 _SOURCE_FIELD = re.compile(r"^(\S+)(?:\s+\((\S+)\))?\s*$")
@@ -31,21 +49,24 @@ _PEP503 = re.compile(r"[-_.]+")
 
 @dataclass(frozen=True, order=True)
 class Package:
-    type: str  # deb, apk, pypi, golang, npm
-    name: str
-    version: str
+    type: str  # one of PACKAGE_TYPES
+    name: str  # Maven: groupId:artifactId (as OSV names it)
+    version: str  # rpm: [EPOCH:]VERSION-RELEASE
     arch: str | None = None
-    source_name: str | None = None  # dpkg Source / apk origin: what advisories name
+    source_name: str | None = None  # dpkg Source / apk origin / rpm source package
     source_version: str | None = None
     location: str = ""  # the database file it was read from
+    license: str | None = None  # as the package database declares it (rpm)
 
     @property
     def advisory_name(self) -> str:
-        return self.source_name or self.name
+        """The name advisories use: the source package for dpkg and apk; rpm
+        distributions (Red Hat, Rocky, AlmaLinux) name each binary package."""
+        return self.name if self.type == RPM else self.source_name or self.name
 
     @property
     def advisory_version(self) -> str:
-        return self.source_version or self.version
+        return self.version if self.type == RPM else self.source_version or self.version
 
 
 def normalise_pypi_name(name: str) -> str:
@@ -226,6 +247,94 @@ def _npm_packages(files: ImageFiles) -> list[Package]:
     return installed + locked
 
 
+def dpkg_owned_files(text: str) -> set[str]:
+    """The paths a dpkg `info/PACKAGE.list` names (one absolute path a line), root-relative."""
+    return {
+        line.strip().lstrip("/") for line in text.splitlines() if line.strip() not in ("", "/.")
+    }
+
+
+def apk_owned_files(text: str) -> set[str]:
+    """The directories (`F:`) and files (`R:`, in the directory named before) that the
+    packages of lib/apk/db/installed own."""
+    owned: set[str] = set()
+    directory = ""
+    for line in text.splitlines():
+        if line.startswith("P:"):
+            directory = ""
+        elif line.startswith("F:"):
+            directory = line[2:].strip().strip("/")
+            owned.add(directory)
+        elif line.startswith("R:") and directory:
+            owned.add(f"{directory}/{line[2:].strip()}")
+    owned.discard("")
+    return owned
+
+
+def rpm_package(header: RpmHeader, location: str) -> Package:
+    source_name, source_version = header.source or (None, None)
+    return Package(
+        RPM,
+        header.name,
+        header.evr,
+        header.arch,
+        source_name,
+        source_version,
+        location,
+        header.license,
+    )
+
+
+def _rpm_packages(files: ImageFiles) -> tuple[list[Package], set[str]]:
+    """Packages of the first rpm database present, and the files they own. An image with
+    only a database format that is not read gets a warning saying so."""
+    for path in DATABASE_PATHS:
+        data = files.read(path)
+        if data is None:
+            continue
+        try:
+            headers, problems = read_rpmdb(data, path)
+        except RpmError as error:
+            files.warnings.append(f"{error}: its rpm packages are not listed")
+            return [], set()
+        files.warnings.extend(problems)
+        owned = {file for header in headers for file in header.files}
+        return [rpm_package(header, path) for header in headers], owned
+    for directory in DATABASE_DIRECTORIES:
+        for name, kind in UNSUPPORTED_DATABASES.items():
+            if files.read(f"{directory}/{name}") is not None:
+                files.warnings.append(
+                    f"{directory}/{name}: rpm database format {kind} not supported: "
+                    "the image's rpm packages are not listed"
+                )
+                return [], set()
+    return [], set()
+
+
+def _java_packages(files: ImageFiles) -> list[Package]:
+    return [
+        Package(MAVEN, artifact.name, artifact.version, location=artifact.path)
+        for path in sorted(files.java_archives)
+        for artifact in files.java_archives[path]
+    ]
+
+
+def _rust_packages(files: ImageFiles) -> list[Package]:
+    return [
+        Package(CARGO, crate.name, crate.version, location=path)
+        for path in sorted(files.rust_binaries)
+        for crate in files.rust_binaries[path]
+        if crate.source not in ("local", "git")
+    ]
+
+
+def _owned_by_os(package: Package, owned: set[str]) -> bool:
+    """A language package read from a file an OS package installed (its metadata file or
+    the dist-info/egg-info directory holding it; a binary or archive itself)."""
+    location = package.location.split("!/", 1)[0]
+    return location in owned or location.rpartition("/")[0] in owned
+
+
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
@@ -237,14 +346,23 @@ def find_packages(files: ImageFiles) -> list[Package]:
         packages += parse_dpkg_status(_decode(status), "var/lib/dpkg/status")
     for path, data in files.matching(_STATUS_D):
         packages += parse_dpkg_status(_decode(data), path, require_status=False)
+    owned: set[str] = set()
+    for _, data in files.matching(DPKG_FILE_LIST):
+        owned |= dpkg_owned_files(_decode(data))
     installed = files.read("lib/apk/db/installed")
     if installed is not None:
         packages += parse_apk_installed(_decode(installed), "lib/apk/db/installed")
+        owned |= apk_owned_files(_decode(installed))
+    rpms, rpm_owned = _rpm_packages(files)
+    owned |= rpm_owned
+    language: list[Package] = []
     for path, data in files.matching(_PYTHON_METADATA):
         package = parse_python_metadata(_decode(data), path)
         if package is not None:
-            packages.append(package)
-    packages += _npm_packages(files)
+            language.append(package)
+    language += _npm_packages(files)
     for path in sorted(files.go_binaries):
-        packages += go_binary_packages(files.go_binaries[path], path)
+        language += go_binary_packages(files.go_binaries[path], path)
+    language += _java_packages(files) + _rust_packages(files)
+    packages += rpms + [p for p in language if not _owned_by_os(p, owned)]
     return sorted(set(packages))

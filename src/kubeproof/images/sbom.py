@@ -21,15 +21,27 @@ from kubeproof.images.digest import parse_digest
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Platform
 from kubeproof.images.osrelease import OperatingSystem
-from kubeproof.images.packages import APK, DEB, GOLANG, NPM, PACKAGE_TYPES, Package
+from kubeproof.images.packages import (
+    APK,
+    DEB,
+    GOLANG,
+    MAVEN,
+    NPM,
+    OS_PACKAGE_TYPES,
+    PACKAGE_TYPES,
+    RPM,
+    Package,
+)
 from kubeproof.images.reader import ImageContents
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 
 PROPERTY = "kubeproof:"
 # Bump when package extraction finds more (a new database format): older cache entries
 # were made without it and are re-read rather than trusted.
-EXTRACTOR_VERSION = "2"  # 2: npm packages and Go binaries
+EXTRACTOR_VERSION = "3"  # 2: npm packages and Go binaries; 3: rpm, Java, Rust
 _SBOM_NAMESPACE = uuid.UUID("5b1e3f5e-6a43-4c1c-9a55-1f0d7c2b8e11")
+# purl namespaces of rpm distributions whose os-release ID differs from the vendor's name.
+_RPM_NAMESPACES = {"rhel": "redhat"}
 
 
 def _purl_part(text: str) -> str:
@@ -38,27 +50,42 @@ def _purl_part(text: str) -> str:
 
 def package_url(package: Package, os: OperatingSystem | None) -> str:
     """pkg:deb/debian/NAME@VERSION?arch=..&distro=debian-12, pkg:apk/alpine/...,
-    pkg:pypi/NAME@VERSION, pkg:golang/github.com/x/y@v1.2.3, pkg:npm/%40scope/name@1.0.0
+    pkg:rpm/redhat/NAME@VERSION-RELEASE?arch=..&distro=rhel-9.4&epoch=1,
+    pkg:pypi/NAME@VERSION, pkg:golang/github.com/x/y@v1.2.3, pkg:npm/%40scope/name@1.0.0,
+    pkg:maven/GROUP/ARTIFACT@VERSION, pkg:cargo/NAME@VERSION
     (purl spec: qualifiers sorted, values percent-encoded)."""
     qualifiers: dict[str, str] = {}
+    version = package.version
     if package.arch:
         qualifiers["arch"] = package.arch
-    if package.type in (DEB, APK) and os is not None and os.distro_qualifier:
+    if package.type in OS_PACKAGE_TYPES and os is not None and os.distro_qualifier:
         qualifiers["distro"] = os.distro_qualifier
     if package.type == DEB:
         namespace = os.id if os and os.id else "debian"
     elif package.type == APK:
         namespace = os.id if os and os.id else "alpine"
+    elif package.type == RPM:
+        namespace = _RPM_NAMESPACES.get(os.id, os.id) if os and os.id else ""
+        epoch, separator, rest = version.partition(":")
+        if separator and epoch.isdigit():  # the epoch is a qualifier, not part of the version
+            qualifiers["epoch"], version = epoch, rest
     elif package.type in (GOLANG, NPM) and "/" in package.name:
         # Go module paths and npm scopes: everything before the last `/` is the namespace.
         namespace, qualifiers = package.name.rpartition("/")[0], {}
+    elif package.type == MAVEN and ":" in package.name:
+        namespace, qualifiers = package.name.partition(":")[0], {}
     else:
         namespace, qualifiers = "", {}
-    name = package.name.rpartition("/")[2] if package.type in (GOLANG, NPM) else package.name
+    if package.type in (GOLANG, NPM):
+        name = package.name.rpartition("/")[2]
+    elif package.type == MAVEN:
+        name = package.name.rpartition(":")[2]
+    else:
+        name = package.name
     text = f"pkg:{package.type}/"
     if namespace:
         text += "/".join(_purl_part(part) for part in namespace.split("/")) + "/"
-    text += f"{_purl_part(name)}@{_purl_part(package.version)}"
+    text += f"{_purl_part(name)}@{_purl_part(version)}"
     if qualifiers:
         text += "?" + "&".join(f"{k}={_purl_part(v)}" for k, v in sorted(qualifiers.items()))
     return text
@@ -77,11 +104,14 @@ def _property(name: str, value: str) -> dict[str, str]:
 
 def _component(package: Package, purl: str, bom_ref: str) -> dict[str, Any]:
     properties = [_property("package-type", package.type), _property("location", package.location)]
-    if package.source_name and package.source_name != package.name:
+    # dpkg and apk records always name a source (their own name by default): written when
+    # it differs. An rpm header may name none, so rpm writes what it has.
+    always = package.type == RPM
+    if package.source_name and (always or package.source_name != package.name):
         properties.append(_property("source-name", package.source_name))
-    if package.source_version and package.source_version != package.version:
+    if package.source_version and (always or package.source_version != package.version):
         properties.append(_property("source-version", package.source_version))
-    return {
+    component: dict[str, Any] = {
         "type": "library",
         "bom-ref": bom_ref,
         "name": package.name,
@@ -89,6 +119,10 @@ def _component(package: Package, purl: str, bom_ref: str) -> dict[str, Any]:
         "purl": purl,
         "properties": properties,
     }
+    if package.license:
+        # rpm License tags are often not SPDX expressions: recorded as a license name.
+        component["licenses"] = [{"license": {"name": package.license}}]
+    return component
 
 
 def build_sbom(contents: ImageContents, now: datetime | None = None) -> str:
@@ -111,6 +145,9 @@ def build_sbom(contents: ImageContents, now: datetime | None = None) -> str:
         ]
     if contents.platform is not None:
         image_properties.append(_property("platform", str(contents.platform)))
+    # What could not be read (an unsupported rpm database, a zip bomb) stays with the SBOM,
+    # so a cached image still says what it does not cover.
+    image_properties += [_property("warning", warning) for warning in contents.warnings]
     timestamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     document = {
         "bomFormat": "CycloneDX",
@@ -136,6 +173,22 @@ def build_sbom(contents: ImageContents, now: datetime | None = None) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+def _warnings(entry: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(
+        as_str(p.get("value")) or ""
+        for p in map(as_dict, as_list(entry.get("properties")))
+        if p.get("name") == f"{PROPERTY}warning"
+    )
+
+
+def _license(entry: dict[str, Any]) -> str | None:
+    for choice in map(as_dict, as_list(entry.get("licenses"))):
+        name = as_str(as_dict(choice.get("license")).get("name"))
+        if name:
+            return name
+    return None
+
+
 def _properties(entry: dict[str, Any]) -> dict[str, str]:
     return {
         as_str(p.get("name")) or "": as_str(p.get("value")) or ""
@@ -149,15 +202,23 @@ def _package_from_component(entry: dict[str, Any]) -> Package:
     package_type = properties.get(f"{PROPERTY}package-type", "")
     if not name or not version or package_type not in PACKAGE_TYPES:
         raise ValueError(f"component {name[:80]!r} is incomplete")
-    distro_package = package_type in (DEB, APK)
+    if package_type == RPM:  # as the rpm reader sets them: only when the header names one
+        source_name = properties.get(f"{PROPERTY}source-name")
+        source_version = properties.get(f"{PROPERTY}source-version")
+    elif package_type in (DEB, APK):
+        source_name = properties.get(f"{PROPERTY}source-name", name)
+        source_version = properties.get(f"{PROPERTY}source-version", version)
+    else:
+        source_name = source_version = None
     return Package(
         package_type,
         name,
         version,
         purl_qualifiers(as_str(entry.get("purl")) or "").get("arch"),
-        properties.get(f"{PROPERTY}source-name", name) if distro_package else None,
-        properties.get(f"{PROPERTY}source-version", version) if distro_package else None,
+        source_name,
+        source_version,
         properties.get(f"{PROPERTY}location", ""),
+        _license(entry),
     )
 
 
@@ -184,7 +245,12 @@ def contents_from_sbom(text: str, where: str) -> ImageContents:
     except (ValueError, TypeError, KeyError, ImageError) as error:
         raise ImageError(f"{where}: not a kubeproof SBOM ({error})") from None
     return ImageContents(
-        image.get(f"{PROPERTY}reference", ""), digest, platform, os, tuple(sorted(packages))
+        image.get(f"{PROPERTY}reference", ""),
+        digest,
+        platform,
+        os,
+        tuple(sorted(packages)),
+        _warnings(metadata),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from kubeproof.images.packages import normalise_pypi_name
 from kubeproof.inventory.objects import as_dict, as_list, as_str
+from kubeproof.vulndb.ecosystems import index_ecosystem
 from kubeproof.vulndb.versions import Compare, InvalidVersion
 
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
@@ -86,7 +87,7 @@ def matching_details(record: dict[str, Any]) -> list[tuple[str, str, str]]:
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in map(as_dict, as_list(record.get("affected"))):
         package = as_dict(entry.get("package"))
-        ecosystem = as_str(package.get("ecosystem")) or ""
+        ecosystem = index_ecosystem(as_str(package.get("ecosystem")) or "")
         name = package_key(ecosystem.split(":", 1)[0], as_str(package.get("name")) or "")
         ranges = [
             {"type": as_str(r.get("type")), "events": as_list(r.get("events"))}
@@ -114,7 +115,7 @@ def matching_details(record: dict[str, Any]) -> list[tuple[str, str, str]]:
 def affected_packages(record: dict[str, Any]) -> set[tuple[str, str]]:
     return {
         (
-            str(entry["package"]["ecosystem"]),
+            index_ecosystem(str(entry["package"]["ecosystem"])),
             package_key(str(entry["package"]["ecosystem"]), str(entry["package"]["name"])),
         )
         for entry in as_list(record.get("affected"))

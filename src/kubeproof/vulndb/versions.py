@@ -1,11 +1,13 @@
 """Version ordering of the ecosystems kubeproof matches: dpkg (Debian, Ubuntu), apk
-(Alpine), PEP 440 (PyPI), SemVer 2.0.0 (npm) and Go module versions. Each comparison
-returns <0, 0 or >0, and raises InvalidVersion for a version its ecosystem cannot order."""
+(Alpine), rpm (Red Hat, Rocky Linux, AlmaLinux), PEP 440 (PyPI), SemVer 2.0.0 (npm,
+crates.io), Go module versions and Maven's ComparableVersion. Each comparison returns <0,
+0 or >0, and raises InvalidVersion for a version its ecosystem cannot order."""
 
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -204,6 +206,238 @@ def valid_apk_version(text: str) -> bool:
     return tokens.kind == _END
 
 
+# -- rpm (rpmio/rpmvercmp.c, rpmVersionCompare) ------------------------------------------
+
+RPM_ECOSYSTEMS = ("Red Hat", "Rocky Linux", "AlmaLinux")
+_RPM_SEGMENT = re.compile(r"[0-9]+|[A-Za-z]+|[~^]")
+_RPM_EPOCH = re.compile(r"^(\d+):")
+_MAX_VERSION_LENGTH = 4096
+
+
+def _rpm_segments(text: str) -> list[str]:
+    # rpm skips every byte that is not an ASCII letter, digit, `~` or `^`; what is left is
+    # maximal runs of digits, of letters, and the two markers.
+    return _RPM_SEGMENT.findall(text)
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """rpm's rpmvercmp: segments of digits (compared as numbers) or letters (as bytes);
+    `~` sorts before anything, even the end; `^` sorts after the end but before anything
+    else; a numeric segment is newer than an alphabetic one."""
+    if a == b:
+        return 0
+    left, right = _rpm_segments(a), _rpm_segments(b)
+    i = 0
+    while True:
+        one = left[i] if i < len(left) else ""
+        two = right[i] if i < len(right) else ""
+        i += 1
+        if one == "~" or two == "~":
+            if one != two:
+                return -1 if one == "~" else 1
+            continue
+        if one == "^" or two == "^":
+            if not one:
+                return -1
+            if not two:
+                return 1
+            if one != two:
+                return 1 if two == "^" else -1
+            continue
+        if not one or not two:
+            break
+        if one[0].isdigit() != two[0].isdigit():
+            return 1 if one[0].isdigit() else -1
+        if one[0].isdigit():
+            one, two = one.lstrip("0"), two.lstrip("0")
+            if len(one) != len(two):
+                return 1 if len(one) > len(two) else -1
+        if one != two:
+            return 1 if one > two else -1
+    if not one and not two:
+        return 0
+    return -1 if not one else 1
+
+
+def parse_rpm_evr(text: str) -> tuple[int, str, str]:
+    """(epoch, version, release) of `[EPOCH:]VERSION[-RELEASE]`; a missing epoch is 0, a
+    missing release empty (as `rpm.vercmp` reads them)."""
+    if not text or len(text) > _MAX_VERSION_LENGTH:
+        raise InvalidVersion(f"invalid rpm version {text[:80]!r}")
+    epoch = 0
+    match = _RPM_EPOCH.match(text)
+    if match:
+        epoch, text = int(match.group(1)), text[match.end() :]
+    version, separator, release = text.rpartition("-")
+    if not separator:
+        version, release = text, ""
+    if not version:
+        raise InvalidVersion(f"invalid rpm version {text[:80]!r}")
+    return epoch, version, release
+
+
+def compare_rpm(a: str, b: str) -> int:
+    """rpm's EVR comparison (`rpm.vercmp`): epoch, then version, then release."""
+    epoch_a, version_a, release_a = parse_rpm_evr(a)
+    epoch_b, version_b, release_b = parse_rpm_evr(b)
+    if epoch_a != epoch_b:
+        return -1 if epoch_a < epoch_b else 1
+    return rpmvercmp(version_a, version_b) or rpmvercmp(release_a, release_b)
+
+
+# -- Maven (maven-artifact ComparableVersion) --------------------------------------------
+
+_MAVEN_QUALIFIERS = ("alpha", "beta", "milestone", "rc", "snapshot", "", "sp")
+_MAVEN_ALIASES = {"ga": "", "final": "", "release": "", "cr": "rc"}
+_MAVEN_RELEASE = _MAVEN_QUALIFIERS.index("")
+# An item is (kind, value): numbers, qualifiers, and sub-lists (started by `-` or by a
+# switch between letters and digits), as ComparableVersion parses them.
+_NUMBER, _QUALIFIER, _LIST = 0, 1, 2
+_MavenItem = tuple[int, Any]
+
+
+def _maven_qualifier(text: str, followed_by_digit: bool) -> _MavenItem:
+    if followed_by_digit and text in ("a", "b", "m"):
+        text = {"a": "alpha", "b": "beta", "m": "milestone"}[text]
+    return (_QUALIFIER, _MAVEN_ALIASES.get(text, text))
+
+
+def _maven_item(is_digit: bool, text: str) -> _MavenItem:
+    return (_NUMBER, int(text)) if is_digit else _maven_qualifier(text, False)
+
+
+def _maven_is_null(item: _MavenItem) -> bool:
+    kind, value = item
+    if kind == _NUMBER:
+        return bool(value == 0)
+    if kind == _QUALIFIER:
+        return bool(value == "")
+    return not value
+
+
+def _maven_normalise(items: list[_MavenItem]) -> None:
+    """Trailing null items (0, "", empty lists) are removed, up to a non-list item."""
+    for index in range(len(items) - 1, -1, -1):
+        if _maven_is_null(items[index]):
+            del items[index]
+        elif items[index][0] != _LIST:
+            break
+
+
+def _is_java_digit(character: str) -> bool:
+    return unicodedata.category(character) == "Nd"
+
+
+@functools.lru_cache(maxsize=65536)
+def parse_maven_version(text: str) -> tuple[_MavenItem, ...]:
+    if len(text) > _MAX_VERSION_LENGTH:
+        raise InvalidVersion(f"Maven version over {_MAX_VERSION_LENGTH} characters")
+    version = text.lower()
+    root: list[_MavenItem] = []
+    current = root
+    lists = [root]
+    is_digit, start = False, 0
+
+    def open_list() -> None:
+        nonlocal current
+        child: list[_MavenItem] = []
+        current.append((_LIST, child))
+        current = child
+        lists.append(child)
+
+    for index, character in enumerate(version):
+        if character in ".-":
+            if index == start:
+                current.append((_NUMBER, 0))
+            else:
+                current.append(_maven_item(is_digit, version[start:index]))
+            start = index + 1
+            if character == "-":
+                open_list()
+        elif _is_java_digit(character):
+            if not is_digit and index > start:
+                if current:  # `1.0.0.X1` is read as `1.0.0-X1`
+                    open_list()
+                current.append(_maven_qualifier(version[start:index], True))
+                start = index
+                open_list()
+            is_digit = True
+        else:
+            if is_digit and index > start:
+                current.append(_maven_item(True, version[start:index]))
+                start = index
+                open_list()
+            is_digit = False
+    if len(version) > start:
+        if not is_digit and current:
+            open_list()
+        current.append(_maven_item(is_digit, version[start:]))
+    for items in reversed(lists):
+        _maven_normalise(items)
+    return _freeze(root)
+
+
+def _freeze(items: list[_MavenItem]) -> tuple[_MavenItem, ...]:
+    return tuple((kind, _freeze(value) if kind == _LIST else value) for kind, value in items)
+
+
+def _qualifier_rank(value: str) -> tuple[int, str]:
+    # Known qualifiers in their order, then any other, alphabetically, after them all.
+    if value in _MAVEN_QUALIFIERS:
+        return _MAVEN_QUALIFIERS.index(value), ""
+    return len(_MAVEN_QUALIFIERS), value
+
+
+def _maven_compare_item(item: _MavenItem, other: _MavenItem | None) -> int:
+    kind, value = item
+    if other is None:
+        if kind == _NUMBER:
+            return 0 if value == 0 else 1
+        if kind == _QUALIFIER:
+            rank = _qualifier_rank(value)
+            return (rank > (_MAVEN_RELEASE, "")) - (rank < (_MAVEN_RELEASE, ""))
+        for child in value:
+            result = _maven_compare_item(child, None)
+            if result:
+                return result
+        return 0
+    other_kind, other_value = other
+    if kind == _NUMBER:
+        if other_kind == _NUMBER:
+            return int(value > other_value) - int(value < other_value)
+        return 1  # 1.1 > 1-sp, 1.1 > 1-1
+    if kind == _QUALIFIER:
+        if other_kind == _QUALIFIER:
+            left, right = _qualifier_rank(value), _qualifier_rank(other_value)
+            return (left > right) - (left < right)
+        return -1  # 1.any < 1.1, 1.any < 1-1
+    if other_kind == _NUMBER:
+        return -1  # 1-1 < 1.0.x
+    if other_kind == _QUALIFIER:
+        return 1  # 1-1 > 1-sp
+    return _maven_compare_lists(value, other_value)
+
+
+def _maven_compare_lists(left: tuple[_MavenItem, ...], right: tuple[_MavenItem, ...]) -> int:
+    for index in range(max(len(left), len(right))):
+        one = left[index] if index < len(left) else None
+        two = right[index] if index < len(right) else None
+        if one is None:
+            result = 0 if two is None else -_maven_compare_item(two, None)
+        else:
+            result = _maven_compare_item(one, two)
+        if result:
+            return result
+    return 0
+
+
+def compare_maven(a: str, b: str) -> int:
+    """Maven's ComparableVersion: `.`/`-` and letter-digit switches separate items;
+    alpha < beta < milestone < rc = cr < snapshot < (release, ga, final) < sp < other
+    qualifiers (alphabetically) < numbers; trailing zeros and empty qualifiers ignored."""
+    return _maven_compare_lists(parse_maven_version(a), parse_maven_version(b))
+
+
 # -- PyPI (PEP 440) ---------------------------------------------------------------------
 
 
@@ -225,6 +459,9 @@ def comparator(ecosystem: str) -> Compare | None:
         "PyPI": compare_pypi,
         "Go": compare_go,
         "npm": compare_semver,
+        "crates.io": compare_semver,
+        "Maven": compare_maven,
+        **dict.fromkeys(RPM_ECOSYSTEMS, compare_rpm),
     }.get(base)
 
 
@@ -334,8 +571,8 @@ def go_key(text: str) -> SemverKey:
 
 
 def version_key(ecosystem: str) -> VersionKey | None:
-    """A sort key function for an OSV ecosystem's versions (apk, whose tokenizer has no
-    simple key, compares through its comparison function)."""
+    """A sort key function for an OSV ecosystem's versions (apk, rpm and Maven, whose
+    orderings have no simple key, compare through their comparison functions)."""
     keys: dict[str, VersionKey] = {
         "Debian": dpkg_key,
         "Ubuntu": dpkg_key,
@@ -343,5 +580,8 @@ def version_key(ecosystem: str) -> VersionKey | None:
         "PyPI": pypi_key,
         "Go": go_key,
         "npm": semver_key,
+        "crates.io": semver_key,
+        "Maven": functools.cmp_to_key(compare_maven),
+        **dict.fromkeys(RPM_ECOSYSTEMS, functools.cmp_to_key(compare_rpm)),
     }
     return keys.get(ecosystem.split(":", 1)[0])
