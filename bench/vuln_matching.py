@@ -441,6 +441,8 @@ def run(arguments: argparse.Namespace, work: Path) -> None:
         f"{'    after the update and the rescans recorded (free pages kept)':<68} "
         f"{size / 1e6:>7.0f} MB"
     )
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores")
     print(f"command: python bench/vuln_matching.py {' '.join(sys.argv[1:])}".rstrip())
 
 

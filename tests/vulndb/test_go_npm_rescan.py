@@ -155,3 +155,51 @@ def test_rescan_table_and_unreadable_cache(
 def test_rescan_without_database(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["image", "rescan"]) == 2
     assert "run `kubeproof vulndb update` first" in capsys.readouterr().err
+
+
+def test_rescan_with_vex_lists_excepted_disclosures(
+    app_image: str,
+    osv_root: Path,
+    osv_server: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_archive(osv_root / "npm" / "all.zip", [])
+    assert main(["vulndb", "update", "--source", osv_server]) == 0
+    digest = _scan(app_image, capsys)["image"]["digest"]  # type: ignore[index]
+    write_archive(osv_root / "npm" / "all.zip", NPM)
+    assert main(["vulndb", "update", "--source", osv_server]) == 0
+    vex = tmp_path / "app.openvex.json"
+    vex.write_text(
+        json.dumps(
+            {
+                "@context": "https://openvex.dev/ns/v0.2.0",
+                "author": "App Team",
+                "timestamp": "2024-06-01T00:00:00Z",
+                "statements": [
+                    {
+                        "vulnerability": {"name": advisory["id"]},
+                        "products": [
+                            {"@id": f"pkg:oci/app@{digest}", "subcomponents": ["pkg:npm/lodash"]}
+                        ],
+                        "status": "not_affected",
+                        "justification": "vulnerable_code_not_present",
+                    }
+                    for advisory in NPM
+                ],
+            }
+        )
+    )
+    capsys.readouterr()
+    code = main(["image", "rescan", "-o", "json", "--vex", str(vex)])
+    disclosed = json.loads(capsys.readouterr().out)["newly_disclosed"]
+    # Exit 1 only for disclosures that still fail.
+    assert code == (1 if any(d["status"] == "fail" for d in disclosed) else 0)
+    by_package = {(d["package"], d["status"]) for d in disclosed}
+    # lodash's disclosures are excepted by the statement, still listed; others still fail.
+    assert ("lodash", "excepted") in by_package
+    assert all(
+        d["status"] == ("excepted" if d["package"] == "lodash" else "fail") for d in disclosed
+    )
+    excepted = next(d for d in disclosed if d["status"] == "excepted")
+    assert excepted["vex"]["author"] == "App Team" and "App Team" in excepted["reason"]

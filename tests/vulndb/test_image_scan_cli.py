@@ -60,18 +60,34 @@ def test_scan_json_table_and_sbom(
         (v["package"], v["installed_version"], v["id"], v["fixed_version"], v["severity"])
         for v in report["vulnerabilities"]
     }
-    assert ("libc6", "2.36-9+deb12u1", "DSA-5514-1", "2.36-9+deb12u3", "UNKNOWN") in found
-    assert (
-        "requests",
-        "2.31.0",
-        "GHSA-9wx4-h78v-vm56",
-        "2.32.0",
-        "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:H/I:H/A:N",
-    ) in found
+    assert ("libc6", "2.36-9+deb12u1", "DSA-5514-1", "2.36-9+deb12u3", "unknown") in found
+    assert ("requests", "2.31.0", "GHSA-9wx4-h78v-vm56", "2.32.0", "medium") in found
+    ghsa = next(v for v in report["vulnerabilities"] if v["id"] == "GHSA-9wx4-h78v-vm56")
+    # The score computed from the record's vector, not the database's MODERATE.
+    assert ghsa["cvss_score"] == 5.6 and ghsa["severity_source"] == "CVSS 3.1"
+    assert ghsa["cvss_vector"] == "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:H/I:H/A:N"
+    assert ghsa["status"] == "fail" and ghsa["vex"] is None
+    tar = next(v for v in report["vulnerabilities"] if v["id"] == "DEBIAN-CVE-2005-2541")
+    assert (tar["severity"], tar["severity_source"], tar["severity_label"]) == (
+        "low",
+        "ecosystem_specific.urgency",
+        "unimportant",
+    )
     assert report["image"]["os"] == {"id": "debian", "version_id": "12"}
     assert {d["ecosystem"] for d in report["database"]} == {"Debian", "Alpine", "PyPI", "Go", "npm"}
     assert report["unchecked"] == [] and report["checked"] == report["packages"]
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom.read_text()) is None
+    written = json.loads(sbom.read_text())
+    rated = {v["id"]: v["ratings"][0] for v in written["vulnerabilities"]}
+    assert rated["GHSA-9wx4-h78v-vm56"] == {
+        "severity": "medium",
+        "source": {"name": "CVSS 3.1"},
+        "score": 5.6,
+        "method": "CVSSv31",
+        "vector": "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:H/I:H/A:N",
+    }
+    refs = {c["bom-ref"] for c in written["components"]}
+    assert all(v["affects"][0]["ref"] in refs for v in written["vulnerabilities"])
 
     assert main(["image", "scan", reference]) == 1
     table = capsys.readouterr().out
@@ -102,3 +118,71 @@ def test_sbom_command(vulnerable_layout: Path, capsys: pytest.CaptureFixture[str
     assert main(["image", "sbom", f"oci:{vulnerable_layout}:v1"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert "pkg:pypi/requests@2.31.0" in {c["purl"] for c in document["components"]}
+
+
+def _vex(path: Path, digest: str, statements: list[dict[str, object]]) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "@context": "https://openvex.dev/ns/v0.2.0",
+                "@id": "https://example.com/vex/shop-api",
+                "author": "Platform Security",
+                "timestamp": "2024-06-01T10:00:00Z",
+                "version": 1,
+                "statements": statements,
+            }
+        )
+    )
+    return path
+
+
+def test_scan_with_vex_excepts_never_hides(
+    vulnerable_layout: Path, osv_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["vulndb", "update", "--source", osv_server]) == 0
+    capsys.readouterr()
+    reference = f"oci:{vulnerable_layout}:v1"
+    assert main(["image", "scan", reference, "-o", "json"]) == 1
+    before = json.loads(capsys.readouterr().out)
+    digest = before["image"]["digest"]
+    image_purl = "pkg:oci/layout@" + digest  # read from a file: the digest names it
+    vex = _vex(
+        tmp_path / "shop.vex.json",
+        digest,
+        [
+            {
+                "vulnerability": {"name": vulnerability["id"]},
+                "products": [{"@id": image_purl, "subcomponents": [{"@id": "pkg:pypi/requests"}]}]
+                if vulnerability["package"] == "requests"
+                else [{"@id": image_purl}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+            for vulnerability in before["vulnerabilities"]
+        ],
+    )
+    assert main(["image", "scan", reference, "-o", "json", "--vex", str(vex)]) == 0
+    after = json.loads(capsys.readouterr().out)
+    # Every finding is still listed, each excepted with who said so and why.
+    assert len(after["vulnerabilities"]) == len(before["vulnerabilities"]) > 0
+    for vulnerability in after["vulnerabilities"]:
+        assert vulnerability["status"] == "excepted"
+        assert vulnerability["vex"]["author"] == "Platform Security"
+        assert vulnerability["vex"]["justification"] == "vulnerable_code_not_in_execute_path"
+        assert "Platform Security" in vulnerability["reason"]
+    sbom = tmp_path / "with-vex.cdx.json"
+    assert main(["image", "scan", reference, "--vex", str(vex), "--sbom", str(sbom)]) == 0
+    table = capsys.readouterr().out
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom.read_text()) is None
+    analyses = [v["analysis"] for v in json.loads(sbom.read_text())["vulnerabilities"]]
+    assert analyses and all(
+        a["state"] == "not_affected" and a["justification"] == "code_not_reachable"
+        for a in analyses
+    )
+    assert "excepted" in table and "VEX not_affected" in table
+
+    broken = tmp_path / "broken.vex.json"
+    broken.write_text('{"@context": "https://openvex.dev/ns", "statements": []}')
+    assert main(["image", "scan", reference, "--vex", str(broken)]) == 2
+    error = capsys.readouterr().err
+    assert "broken.vex.json" in error and "author is required" in error

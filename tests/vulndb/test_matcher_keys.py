@@ -82,7 +82,15 @@ def test_compiled_entries_agree_with_entry_verdict(
         key, error = key_of(version), None
     except InvalidVersion as invalid:
         key, error = None, str(invalid)
-    got = compile_entry(entry, key_of).verdict(version, key, error)
+    compiled = compile_entry(entry, key_of)
+    got = compiled.verdict(version, key, error)
+    if any(r.error is not None for r in compiled.ranges) and expected.undecidable is None:
+        # A range with an event the ecosystem cannot order is skipped as a whole (the
+        # step-by-step walk may never reach that event): stricter, so a version that is
+        # affected only by such a range is either not checked or affected through the
+        # entry's `versions` list, then without that range's fixed version.
+        assert got.affected == expected.affected or got.undecidable is not None
+        return
     if expected.undecidable is not None:
         assert got.undecidable is not None
     if got.undecidable is not None and expected.undecidable is None:

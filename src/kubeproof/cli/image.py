@@ -2,9 +2,9 @@
 OS and language packages of a container image (OCI layout, docker-archive or registry),
 their known vulnerabilities from the local OSV database, a CycloneDX SBOM, and the
 vulnerabilities newly disclosed for images already scanned. Exit codes: 0 no known
-vulnerability and every package checked (rescan: nothing newly disclosed), 1
-vulnerabilities found or packages that could not be checked (rescan: new disclosures), 2
-usage or input errors."""
+vulnerability (other than ones a --vex document excepts) and every package checked
+(rescan: nothing newly disclosed that is not excepted), 1 vulnerabilities found or
+packages that could not be checked (rescan: new disclosures), 2 usage or input errors."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ from kubeproof.cli.vulndb import add_vulndb_argument, age_text, status_as_dict, 
 from kubeproof.images.cached import ScannedImage, scan_image
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Platform
-from kubeproof.vulndb.match import MatchReport, match_packages
+from kubeproof.model import Status
+from kubeproof.vulndb.cyclonedx import sbom_with_vulnerabilities
+from kubeproof.vulndb.match import Finding, MatchReport, match_packages
 from kubeproof.vulndb.rescan import RescanReport, record_scan, rescan
 from kubeproof.vulndb.store import SourceStatus, VulnDb, VulnDbError
+from kubeproof.vulndb.vex import Judged, VexError, VexIndex, judge_findings, load_vex
 
 STALE_AFTER_DAYS = 7
 
@@ -59,6 +62,25 @@ def _image_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _vex_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--vex",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="OpenVEX document: findings it states not_affected or fixed are reported as "
+        "excepted (never hidden); repeatable",
+    )
+
+
+def _vex_index(arguments: argparse.Namespace) -> VexIndex:
+    """The --vex documents, read before anything else: a bad file fails fast."""
+    try:
+        return VexIndex(load_vex(arguments.vex))
+    except VexError as error:
+        raise UsageError(f"--vex {error}") from None
+
+
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "image",
@@ -74,13 +96,14 @@ def register(commands: Any) -> None:
         "--sbom",
         metavar="FILE",
         type=Path,
-        help="also write the image's CycloneDX 1.6 SBOM to FILE",
+        help="also write the image's CycloneDX 1.6 SBOM, with its vulnerabilities, to FILE",
     )
     scan.add_argument(
         "--offline",
         action="store_true",
         help="no network: registry images only from the SBOM cache by digest",
     )
+    _vex_argument(scan)
     add_vulndb_argument(scan)
     scan.set_defaults(run=run_scan)
     sbom = actions.add_parser("sbom", help="CycloneDX 1.6 SBOM of an image")
@@ -102,6 +125,7 @@ def register(commands: Any) -> None:
         help="only images not matched since the database was last updated",
     )
     again.add_argument("-o", "--format", choices=("table", "json"), default="table")
+    _vex_argument(again)
     add_vulndb_argument(again)
     again.set_defaults(run=run_rescan)
 
@@ -141,13 +165,12 @@ def run_sbom(arguments: argparse.Namespace) -> int:
 
 
 def run_scan(arguments: argparse.Namespace) -> int:
+    vex = _vex_index(arguments)
     try:
         # The database first: no point downloading an image that cannot be matched.
         with VulnDb(vulndb_path(arguments)) as db:
             sources = db.sources()
             scanned = _scan(arguments)
-            if arguments.sbom:
-                _write(arguments.sbom, scanned.sbom)
             report = match_packages(db, scanned.contents.os, scanned.contents.packages)
             try:
                 first_seen = record_scan(db, scanned.contents, report)
@@ -156,21 +179,47 @@ def run_scan(arguments: argparse.Namespace) -> int:
                 first_seen = {}
     except VulnDbError as error:
         raise UsageError(str(error)) from None
+    judged = judge_findings(report.findings, scanned.contents, vex)
+    if arguments.sbom:
+        _write(arguments.sbom, sbom_with_vulnerabilities(scanned.sbom, scanned.contents, judged))
     if arguments.format == "json":
-        document = scan_as_dict(scanned, report, sources)
+        document = scan_as_dict(scanned, report, sources, judged)
         for vulnerability in document["vulnerabilities"]:
             seen = first_seen.get(vulnerability["id"])
             vulnerability["first_seen"] = seen.isoformat() if seen else None
         print(json.dumps(document, indent=2))
     else:
-        print_table(scanned, report, sources)
-    return EXIT_FAILURES if report.findings or report.unchecked else EXIT_CLEAN
+        print_table(scanned, report, sources, judged)
+    failing = any(j.status is Status.FAIL for j in judged)
+    return EXIT_FAILURES if failing or report.unchecked else EXIT_CLEAN
+
+
+def finding_as_dict(finding: Finding) -> dict[str, Any]:
+    """A finding's advisory and severity, as every JSON output gives them."""
+    rating = finding.rating
+    return {
+        "id": finding.advisory_id,
+        "aliases": list(finding.aliases),
+        "severity": finding.severity,
+        "cvss_score": rating.score,
+        "cvss_vector": rating.vector,
+        "severity_source": rating.source,
+        "severity_label": rating.label,
+    }
+
+
+def judged_as_dict(judged: Judged) -> dict[str, Any]:
+    return {"status": str(judged.status), "reason": judged.reason, "vex": judged.vex}
 
 
 def scan_as_dict(
-    scanned: ScannedImage, report: MatchReport, sources: list[SourceStatus]
+    scanned: ScannedImage,
+    report: MatchReport,
+    sources: list[SourceStatus],
+    judged: list[Judged] | None = None,
 ) -> dict[str, Any]:
     contents = scanned.contents
+    verdicts = judged if judged is not None else [Judged(f, Status.FAIL) for f in report.findings]
     return {
         "image": {
             "reference": contents.reference,
@@ -186,9 +235,8 @@ def scan_as_dict(
         "checked": report.checked,
         "vulnerabilities": [
             {
-                "id": f.advisory_id,
-                "aliases": list(f.aliases),
-                "severity": f.severity,
+                **finding_as_dict(f),
+                **judged_as_dict(j),
                 "package": f.package.name,
                 "type": f.package.type,
                 "installed_version": f.package.version,
@@ -200,7 +248,8 @@ def scan_as_dict(
                 "summary": f.summary,
                 "published": f.published,
             }
-            for f in report.findings
+            for j in verdicts
+            for f in (j.finding,)
         ],
         "unchecked": [
             {"package": p.name, "type": p.type, "version": p.version, "reason": why}
@@ -218,8 +267,19 @@ def _columns(rows: list[list[str]]) -> list[str]:
     ]
 
 
-def print_table(scanned: ScannedImage, report: MatchReport, sources: list[SourceStatus]) -> None:
+def _severity_text(finding: Finding) -> str:
+    score = finding.rating.score
+    return f"{finding.severity} {score:.1f}" if score is not None else finding.severity
+
+
+def print_table(
+    scanned: ScannedImage,
+    report: MatchReport,
+    sources: list[SourceStatus],
+    judged: list[Judged] | None = None,
+) -> None:
     contents = scanned.contents
+    verdicts = judged if judged is not None else [Judged(f, Status.FAIL) for f in report.findings]
     os_text = (
         f"{contents.os.id} {contents.os.version_id or ''}".strip() if contents.os else "unknown OS"
     )
@@ -227,19 +287,23 @@ def print_table(scanned: ScannedImage, report: MatchReport, sources: list[Source
         f"image {contents.reference} ({contents.digest}), {os_text}, "
         f"{len(contents.packages)} packages"
     )
-    if report.findings:
-        rows = [["PACKAGE", "INSTALLED", "FIXED", "ID", "SEVERITY"]]
+    if verdicts:
+        rows = [["PACKAGE", "INSTALLED", "FIXED", "ID", "SEVERITY", "STATUS"]]
         rows += [
             [
-                f.package.name,
-                f.package.version,
-                f.fixed_version or "(not fixed)",
-                f.advisory_id,
-                f.severity,
+                j.finding.package.name,
+                j.finding.package.version,
+                j.finding.fixed_version or "(not fixed)",
+                j.finding.advisory_id,
+                _severity_text(j.finding),
+                str(j.status),
             ]
-            for f in report.findings
+            for j in verdicts
         ]
         print("\n".join(_columns(rows)))
+        for j in verdicts:
+            if j.reason:
+                print(f"{j.finding.advisory_id} in {j.finding.package.name}: {j.reason}")
     else:
         print("no known vulnerabilities in the checked packages")
     if report.unchecked:
@@ -266,16 +330,18 @@ def print_table(scanned: ScannedImage, report: MatchReport, sources: list[Source
 
 
 def run_rescan(arguments: argparse.Namespace) -> int:
+    vex = _vex_index(arguments)
     try:
         with VulnDb(vulndb_path(arguments)) as db:
-            result = rescan(db, since_update=arguments.since_update)
+            result = rescan(db, since_update=arguments.since_update, vex=vex)
     except VulnDbError as error:
         raise UsageError(str(error)) from None
     if arguments.format == "json":
         print(json.dumps(rescan_as_dict(result), indent=2))
     else:
         print_rescan(result)
-    return EXIT_FAILURES if result.disclosures else EXIT_CLEAN
+    failing = any(d.status is Status.FAIL for d in result.disclosures)
+    return EXIT_FAILURES if failing else EXIT_CLEAN
 
 
 def rescan_as_dict(result: RescanReport) -> dict[str, Any]:
@@ -288,9 +354,10 @@ def rescan_as_dict(result: RescanReport) -> dict[str, Any]:
             {
                 "image": d.reference,
                 "digest": d.image_digest,
-                "id": d.finding.advisory_id,
-                "aliases": list(d.finding.aliases),
-                "severity": d.finding.severity,
+                **finding_as_dict(d.finding),
+                "status": str(d.status),
+                "reason": d.reason,
+                "vex": d.vex,
                 "package": d.finding.package.name,
                 "type": d.finding.package.type,
                 "installed_version": d.finding.package.version,
@@ -312,16 +379,19 @@ def print_rescan(result: RescanReport) -> None:
         + (f", {result.baselines} matched for the first time" if result.baselines else "")
     )
     if result.disclosures:
-        rows = [["IMAGE", "PACKAGE", "INSTALLED", "ID", "PUBLISHED", "FIRST SEEN", "FIXED"]]
+        headers = "IMAGE PACKAGE INSTALLED ID SEVERITY PUBLISHED FIRST_SEEN FIXED STATUS"
+        rows = [[header.replace("_", " ") for header in headers.split()]]
         rows += [
             [
                 d.reference or d.image_digest,
                 d.finding.package.name,
                 d.finding.package.version,
                 d.finding.advisory_id,
+                _severity_text(d.finding),
                 (d.finding.published or "unknown")[:10],
                 d.first_seen.strftime("%Y-%m-%d %H:%M"),
                 d.finding.fixed_version or "(not fixed)",
+                str(d.status),
             ]
             for d in result.disclosures
         ]

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kubeproof.images.errors import ImageError
 from kubeproof.images.reader import ImageContents
 from kubeproof.images.sbom import cache_directory, contents_from_sbom
+from kubeproof.model import Status
 from kubeproof.vulndb.match import Finding, Matcher, MatchReport
 from kubeproof.vulndb.store import VulnDb
+from kubeproof.vulndb.vex import VexIndex, judge_findings
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class Disclosure:
     reference: str
     finding: Finding
     first_seen: datetime
+    status: Status = Status.FAIL  # excepted when a VEX statement says not_affected or fixed
+    reason: str | None = None
+    vex: dict[str, Any] | None = None
 
 
 @dataclass
@@ -64,11 +70,13 @@ def rescan(
     since_update: bool = False,
     directory: Path | None = None,
     now: datetime | None = None,
+    vex: VexIndex | None = None,
 ) -> RescanReport:
     """Re-match every cached SBOM; with `since_update`, only images not matched since the
     database was last updated (the others cannot have changed). An image matched before is
     re-matched only for its packages whose advisories changed since that match: no other
-    package can have a new finding."""
+    package can have a new finding. With `vex`, each disclosure is judged by the VEX
+    statements (excepted, never left out)."""
     moment = now or datetime.now(UTC)
     matcher = Matcher(db)
     last_update = db.last_update()
@@ -106,12 +114,16 @@ def rescan(
             if finding.advisory_id in known or finding.advisory_id in reported:
                 continue
             reported.add(finding.advisory_id)
+            judged = judge_findings([finding], contents, vex or VexIndex(()))[0]
             result.disclosures.append(
                 Disclosure(
                     contents.digest,
                     contents.reference,
                     finding,
                     moment,  # new in this match: first seen now
+                    judged.status,
+                    judged.reason,
+                    judged.vex,
                 )
             )
     return result

@@ -11,14 +11,20 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubeproof.vulndb.osv import matching_details
+import orjson
 
-SCHEMA_VERSION = "2"  # 2: affected rows carry what matching needs (no record parse)
+from kubeproof.vulndb.indexing import indexed_rows
+from kubeproof.vulndb.stored_keys import fingerprint
+
+# 2: affected rows carry what matching needs (no record parse); 3: ranges compiled into
+# stored version keys, severity ratings computed at load time.
+SCHEMA_VERSION = "3"
+_KEYS_PREFIX = "keys:"  # meta rows: the fingerprint of each ecosystem's stored keys
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
@@ -30,6 +36,10 @@ CREATE TABLE IF NOT EXISTS affected (
     source TEXT NOT NULL, ecosystem TEXT NOT NULL, package TEXT NOT NULL,
     advisory_id TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS affected_by_package ON affected (ecosystem, package);
+CREATE TABLE IF NOT EXISTS package_index (
+    source TEXT NOT NULL, ecosystem TEXT NOT NULL, package TEXT NOT NULL,
+    ceilings TEXT NOT NULL, versions TEXT NOT NULL, advisories TEXT NOT NULL,
+    PRIMARY KEY (ecosystem, package, source));
 CREATE TABLE IF NOT EXISTS package_changes (
     ecosystem TEXT NOT NULL, package TEXT NOT NULL, changed_at TEXT NOT NULL,
     PRIMARY KEY (ecosystem, package));
@@ -43,8 +53,18 @@ CREATE TABLE IF NOT EXISTS disclosures (
 
 _DROP_DOWNLOADED = """
 DROP TABLE IF EXISTS affected; DROP TABLE IF EXISTS advisories; DROP TABLE IF EXISTS sources;
-DROP TABLE IF EXISTS package_changes;
+DROP TABLE IF EXISTS package_changes; DROP TABLE IF EXISTS package_index;
+DELETE FROM meta WHERE key LIKE 'keys:%';
 """
+
+
+@dataclass(frozen=True)
+class PackageAdvisories:
+    """One package's advisories as package_index holds them, in parallel lists."""
+
+    ceilings: list[str | None]
+    versions: list[frozenset[str]]
+    payloads: list[str]
 
 
 @dataclass(frozen=True)
@@ -136,24 +156,55 @@ class VulnDb:
                 )
             }
             after: set[tuple[str, str, str, int]] = set()
+            bases: set[str] = set()
             self._connection.execute("DELETE FROM advisories WHERE source = ?", (source,))
             self._connection.execute("DELETE FROM affected WHERE source = ?", (source,))
+            self._connection.execute("DELETE FROM package_index WHERE source = ?", (source,))
+            self._connection.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS staged "
+                "(ecosystem, package, advisory_id, ceiling, versions, payload)"
+            )
             for record in records:
                 self._connection.execute(
                     "INSERT OR REPLACE INTO advisories VALUES (?, ?, ?)",
                     (source, record["id"], json.dumps(record, separators=(",", ":"))),
                 )
+                indexed = indexed_rows(record)
                 rows = [
-                    (source, ecosystem, package, record["id"], detail)
-                    for ecosystem, package, detail in matching_details(record)
+                    (source, row.ecosystem, row.package, record["id"], row.detail)
+                    for row in indexed
                 ]
                 self._connection.executemany("INSERT INTO affected VALUES (?, ?, ?, ?, ?)", rows)
+                self._connection.executemany(
+                    "INSERT INTO staged VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (row.ecosystem, row.package, record["id"], *astuple(row.ready))
+                        for row in indexed
+                        if row.ready is not None
+                    ],
+                )
+                bases.update(row.ecosystem.split(":", 1)[0] for row in indexed if row.ready)
                 after.update((row[1], row[2], row[3], hash(row[4])) for row in rows)
                 count += 1
+            # One row per package: matching reads and decodes it once (the subquery's order
+            # is group_concat's, advisories by id).
+            self._connection.execute(
+                "INSERT INTO package_index SELECT ?, ecosystem, package, "
+                "json_group_array(ceiling), '[' || group_concat(versions, ',') || ']', "
+                "json_group_array(payload) FROM "
+                "(SELECT * FROM staged ORDER BY ecosystem, package, advisory_id) "
+                "GROUP BY ecosystem, package",
+                (source,),
+            )
+            self._connection.execute("DROP TABLE staged")
             changed = {(ecosystem, package) for ecosystem, package, _, _ in before ^ after}
             self._connection.executemany(
                 "INSERT OR REPLACE INTO package_changes VALUES (?, ?, ?)",
                 [(ecosystem, package, now) for ecosystem, package in sorted(changed)],
+            )
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(_KEYS_PREFIX + base, fingerprint(base)) for base in sorted(bases)],
             )
             self._connection.execute(
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
@@ -236,6 +287,35 @@ class VulnDb:
             (*wanted, package),
         )
         return [AffectedRow(advisory, json.loads(detail)) for advisory, detail in rows]
+
+    def package_advisories(
+        self, ecosystems: Iterable[str], package: str
+    ) -> list[PackageAdvisories]:
+        """The advisories naming `package`, one PackageAdvisories per ecosystem of
+        `ecosystems` that has any (from ecosystems with stored keys), each ordered by id and
+        still JSON text (see indexing.ReadyAdvisory)."""
+        wanted = list(ecosystems)
+        placeholders = ", ".join("?" for _ in wanted)
+        rows = self._connection.execute(
+            f"SELECT ceilings, versions, advisories FROM package_index "
+            f"WHERE ecosystem IN ({placeholders}) AND package = ?",
+            (*wanted, package),
+        )
+        return [
+            PackageAdvisories(
+                orjson.loads(ceilings),
+                [frozenset(v) for v in orjson.loads(versions)],
+                orjson.loads(payloads),
+            )
+            for ceilings, versions, payloads in rows
+        ]
+
+    def key_fingerprints(self) -> dict[str, str]:
+        """Per ecosystem, the fingerprint of the key function its stored keys came from."""
+        rows = self._connection.execute(
+            "SELECT key, value FROM meta WHERE key LIKE ?", (_KEYS_PREFIX + "%",)
+        )
+        return {key.removeprefix(_KEYS_PREFIX): value for key, value in rows}
 
     def sources(self) -> list[SourceStatus]:
         rows = self._connection.execute(
