@@ -100,6 +100,10 @@ def test_catalogue_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(checks) == 19
     assert main(["explain", "pss.privileged"]) == 0
     assert "Remediation" in capsys.readouterr().out
+    assert main(["explain", "image.vulnerability-critical", "-o", "json"]) == 0
+    image_check = json.loads(capsys.readouterr().out)
+    assert image_check["frameworks"] == ["soc2"]
+    assert set(image_check["criteria"]) == {"CC6.6"}
 
 
 def test_module_entry_point_and_stdin(manifests: Path) -> None:

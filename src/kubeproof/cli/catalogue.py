@@ -99,10 +99,18 @@ def run_checks(arguments: argparse.Namespace) -> int:
 
 
 def run_explain(arguments: argparse.Namespace) -> int:
+    from kubeproof.images.judge import image_checks, with_image_checks
+
     check = find(arguments.check)
-    if check is None:
+    # Image checks are not in the catalogue: they join a scan's framework with --images.
+    spec = check.spec if check is not None else image_checks().get(arguments.check)
+    if spec is None:
         raise UsageError(f"unknown check {arguments.check!r} (`kubeproof checks` lists them)")
-    data = spec_as_dict(check.spec)
+    data = spec_as_dict(spec)
+    if check is None:
+        data["frameworks"] = [
+            f.id for f in frameworks.available().values() if with_image_checks(f).groups_of(spec)
+        ]
     if arguments.format == "json":
         print(json.dumps(data, indent=2))
         return EXIT_CLEAN
@@ -115,7 +123,7 @@ def run_explain(arguments: argparse.Namespace) -> int:
     )
     console.print(f"\n{data['description']}\n", markup=False)
     console.print("[bold]SOC 2 criteria[/bold]")
-    for criterion, rationale in check.spec.criteria.items():
+    for criterion, rationale in spec.criteria.items():
         console.print(f"  {criterion}: {rationale}", markup=False)
     references = data["references"]
     if references["cis"]:

@@ -84,7 +84,9 @@ def load_credentials(registry: str, config_path: Path | None) -> Credentials | N
     helper = _helper_name(as_dict(config), registry)
     if helper:
         return _helper_credentials(helper, registry, path)
-    return _inline_credentials(as_dict(as_dict(config).get("auths")), registry, path)
+    return credentials_in_auths(
+        as_dict(as_dict(config).get("auths")), registry, f"registry config {path}"
+    )
 
 
 def _helper_name(config: dict[str, Any], registry: str) -> str | None:
@@ -140,7 +142,9 @@ def _helper_credentials(helper: str, registry: str, path: Path) -> Credentials |
     return Credentials(username, secret)
 
 
-def _inline_credentials(auths: dict[str, Any], registry: str, path: Path) -> Credentials | None:
+def credentials_in_auths(auths: dict[str, Any], registry: str, where: str) -> Credentials | None:
+    """The entry for `registry` in a docker config's `auths` (a config.json, or the same
+    document inside a pull Secret); `where` names that document in errors."""
     for key in _config_keys(registry):
         entry = as_dict(auths.get(key))
         if not entry:
@@ -152,8 +156,7 @@ def _inline_credentials(auths: dict[str, Any], registry: str, path: Path) -> Cre
                 decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 raise ImageError(
-                    f"registry config {path}: the auth entry for {key} is not "
-                    "base64 of user:password"
+                    f"{where}: the auth entry for {key} is not base64 of user:password"
                 ) from None
             username, _, password = decoded.partition(":")
         if username and password is not None:

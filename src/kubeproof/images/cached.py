@@ -4,6 +4,7 @@ its layers (and then cached). Only manifests and the config are fetched to learn
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,20 @@ from kubeproof.images.packages import find_packages
 from kubeproof.images.reader import ImageContents, open_image, read_files
 from kubeproof.images.reference import RegistryReference, parse_reference
 from kubeproof.images.sbom import build_sbom, load_cached, store_cached
+from kubeproof.images.source import OpenedImage
 
 
 @dataclass(frozen=True)
 class ScannedImage:
     contents: ImageContents
-    sbom: str
+    built_sbom: str | None  # None when read from the cache: built only if asked for
     from_cache: bool
+
+    @functools.cached_property
+    def sbom(self) -> str:
+        # Matching a cached image needs its packages, not its SBOM text (building it costs
+        # as much as reading the cache entry).
+        return self.built_sbom if self.built_sbom is not None else build_sbom(self.contents)
 
 
 def scan_image(
@@ -40,13 +48,19 @@ def scan_image(
                 "cache, by the digest of its platform manifest (REF@sha256:...), "
                 "and this one is not cached"
             )
-        return ScannedImage(dataclasses.replace(cached, reference=text), build_sbom(cached), True)
+        return ScannedImage(dataclasses.replace(cached, reference=text), None, True)
     image = open_image(reference, text, platform or DEFAULT_PLATFORM, registry_config, timeout)
+    return scan_opened_image(image, text, use_cache)
+
+
+def scan_opened_image(image: OpenedImage, text: str, use_cache: bool = True) -> ScannedImage:
+    """The contents of an image already opened (by any client): from the SBOM cache by its
+    digest, else read from its layers and cached."""
     if use_cache:
         cached = load_cached(image.digest)
         if cached is not None:
             contents = dataclasses.replace(cached, reference=text)
-            return ScannedImage(contents, build_sbom(contents), True)
+            return ScannedImage(contents, None, True)
     files = read_files(image)
     contents = ImageContents(
         text,

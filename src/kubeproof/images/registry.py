@@ -21,6 +21,7 @@ from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import (
     ACCEPT,
     MAX_MANIFEST_BYTES,
+    OCI_INDEX,
     Descriptor,
     Platform,
     parse_json_document,
@@ -223,6 +224,18 @@ class RegistryClient:
         if announced_digest:
             verify_bytes(data, announced_digest, where)
         return data, media_type, digest_of(data)
+
+    def get_referrers(self, repository: str, digest: str) -> bytes:
+        """The image index listing the manifests whose `subject` is `digest` (the OCI 1.1
+        referrers API). A registry without the API answers 404, raised as RegistryError."""
+        what = f"referrers of {repository}@{digest}"
+        with self._get(f"referrers/{digest}", repository, what, OCI_INDEX) as response:
+            data = response.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise RegistryError(
+                f"registry {self.registry}: {what} is over {MAX_MANIFEST_BYTES} bytes"
+            )
+        return data
 
     def open_blob(self, repository: str, digest: str) -> IO[bytes]:
         """The blob's byte stream, unverified: callers wrap it in a VerifyingReader."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -12,11 +14,19 @@ from typing import Any, TextIO
 import orjson
 
 from kubeproof.frameworks import Framework
-from kubeproof.model import CheckSpec, Result, Status, Subject
+from kubeproof.model import (
+    CheckSpec,
+    Location,
+    Result,
+    Status,
+    Subject,
+    fingerprint_prefix,
+    fingerprint_subject,
+)
 from kubeproof.reports.interface import Renderer
 from kubeproof.scan import ScanReport
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_ID = "https://kubeproof.dev/schemas/scan-report/v1.json"
 SCHEMA_RESOURCE = "schemas/scan-report.schema.json"
 
@@ -144,6 +154,7 @@ def _head(report: ScanReport) -> dict[str, Any]:
             "workloads": [
                 {**subject.as_dict(), "pods": pods} for subject, pods in report.workloads
             ],
+            **report.scan_facts,  # optional fields, such as vulnerabilityDatabase (--images)
         },
         "summary": {
             "totals": status_counts(report.totals()),
@@ -174,6 +185,17 @@ class JsonRenderer(Renderer):
         return buffer.getvalue()
 
     def write(self, report: ScanReport, out: TextIO) -> None:
+        # Hundreds of thousands of short-lived lines and no reference cycles: the cyclic
+        # collector would only walk the report's results again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._write(report, out)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _write(self, report: ScanReport, out: TextIO) -> None:
         head = _dumps(_head(report), indent=True)
         out.write(head[: head.rindex("}")].rstrip() + ',\n  "results": [')
         lines = _ResultLines(groups_by_check(report.framework))
@@ -185,18 +207,28 @@ class JsonRenderer(Renderer):
         out.write('\n  ],\n  "errors": ' + _dumps(_errors(report)) + "\n}\n")
 
 
+@dataclass(frozen=True, slots=True)
+class _CheckText:
+    heads: dict[Status, str]  # per status, a result's text up to its subject
+    title: str  # a pass's message is its check's title
+    fingerprint: hashlib._Hash  # the check's half of every fingerprint
+
+
 class _ResultLines:
-    """One compact JSON line per result, as `_ResultEncoder.encode` would give, built
-    faster: a check's fields are serialised once per check and a subject's once per
-    subject, and only what varies per result goes through the encoder."""
+    """One compact JSON line per result, exactly as `_ResultEncoder.encode` would give, built
+    faster: a large scan has hundreds of thousands of results but only ~100 checks and some
+    thousands of subjects and locations, so each of those is serialised once, and only what
+    varies per result (message, path, reason, details) goes through the encoder."""
 
     def __init__(self, groups_of: dict[str, list[str]]) -> None:
         self.encoder = _ResultEncoder(groups_of)
-        self.check_parts: dict[str, tuple[str, str]] = {}
-        self.subjects: dict[Subject, str] = {}
+        self.checks: dict[str, _CheckText] = {}
+        # A report's subjects and locations are shared by many results and stay alive
+        # while it is written, so their identity is a safe and cheap key.
+        self.subjects: dict[int, tuple[str, bytes]] = {}
+        self.locations: dict[int, str] = {}
 
-    def _check_parts(self, spec: CheckSpec) -> tuple[str, str]:
-        """The JSON text before the subject and after `message`, for one check."""
+    def _add_check(self, spec: CheckSpec) -> _CheckText:
         fields = self.encoder._check_fields(spec)
         before = _dumps({"check": spec.id, "title": spec.title})[:-1]
         after = _dumps(
@@ -207,33 +239,49 @@ class _ResultLines:
                 "remediation": spec.remediation,
             }
         )[1:-1]
-        return f'{before},"status":', f',"severity":"{fields.severity}",{after}'
+        heads = {
+            status: f'{before},"status":"{status.value}","severity":"{fields.severity}",'
+            f'{after},"subject":'
+            for status in Status
+        }
+        check = _CheckText(heads, _dumps(spec.title), fingerprint_prefix(spec.id))
+        self.checks[spec.id] = check
+        return check
+
+    def _add_subject(self, subject: Subject) -> tuple[str, bytes]:
+        known = (_compact(subject.as_dict()), fingerprint_subject(subject))
+        self.subjects[id(subject)] = known
+        return known
+
+    def _add_location(self, location: Location) -> str:
+        text = _compact({"file": location.file, "line": location.line})
+        self.locations[id(location)] = text
+        return text
 
     def line(self, result: Result) -> str:
-        spec = result.check
-        parts = self.check_parts.get(spec.id)
-        if parts is None:
-            parts = self.check_parts[spec.id] = self._check_parts(spec)
-        subject = self.subjects.get(result.subject)
-        if subject is None:
-            subject = self.subjects[result.subject] = _dumps(result.subject.as_dict())
-        location = result.location
-        varying: dict[str, Any] = {
-            "fingerprint": result.fingerprint,
-            "message": result.message,
-            "location": {"file": location.file, "line": location.line} if location else None,
-            "path": result.path,
-            "reason": result.reason,
-        }
-        if result.extra:
-            varying["details"] = result.extra
+        spec, location, path, reason = result.check, result.location, result.path, result.reason
+        check = self.checks.get(spec.id) or self._add_check(spec)
+        subject = self.subjects.get(id(result.subject)) or self._add_subject(result.subject)
+        fingerprint = check.fingerprint.copy()
+        fingerprint.update(subject[1])
+        place = "null"
+        if location is not None:
+            place = self.locations.get(id(location)) or self._add_location(location)
+        message = check.title if result.message is spec.title else _compact(result.message)
+        end = f',"details":{_compact(result.extra)}}}' if result.extra else "}"
         return (
-            f'{parts[0]}"{result.status.value}"{parts[1]},"subject":{subject},'
-            + _dumps(varying)[1:]
+            f'{check.heads[result.status]}{subject[0]},"fingerprint":"'
+            f'{fingerprint.hexdigest()[:32]}","message":{message},"location":{place},'
+            f'"path":{"null" if path is None else _compact(path)},'
+            f'"reason":{"null" if reason is None else _compact(reason)}{end}'
         )
 
 
 _BATCH = 2000
+
+
+def _compact(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _dumps(value: Any, *, indent: bool = False) -> str:
