@@ -6,6 +6,8 @@ import bisect
 import threading
 from collections import Counter
 
+from kubeproof.prometheus import family, histogram
+
 # Seconds; admission budgets are milliseconds, the API server's timeout at most 30 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -44,35 +46,28 @@ class Metrics:
             bad = sorted(self._bad_requests.items())
             buckets = list(self._bucket_counts)
             total, count = self._latency_sum, self._latency_count
-        lines = [
-            "# HELP kubeproof_admission_decisions_total Admission decisions, by policy mode, "
-            "outcome and rule broken (none when no rule was broken).",
-            "# TYPE kubeproof_admission_decisions_total counter",
-        ]
-        for (mode, outcome, rule), value in decisions:
-            labels = f'mode="{_escape(mode)}",decision="{_escape(outcome)}",rule="{_escape(rule)}"'
-            lines.append(f"kubeproof_admission_decisions_total{{{labels}}} {value}")
-        lines += [
-            "# HELP kubeproof_admission_bad_requests_total Requests answered 400, by reason.",
-            "# TYPE kubeproof_admission_bad_requests_total counter",
-        ]
-        for reason, value in bad:
-            lines.append(
-                f'kubeproof_admission_bad_requests_total{{reason="{_escape(reason)}"}} {value}'
-            )
-        lines += [
-            "# HELP kubeproof_admission_duration_seconds Time to decide one AdmissionReview.",
-            "# TYPE kubeproof_admission_duration_seconds histogram",
-        ]
-        cumulative = 0
-        for bound, bucket in zip((*LATENCY_BUCKETS, None), buckets, strict=True):
-            cumulative += bucket
-            le = "+Inf" if bound is None else repr(bound)
-            lines.append(f'kubeproof_admission_duration_seconds_bucket{{le="{le}"}} {cumulative}')
-        lines.append(f"kubeproof_admission_duration_seconds_sum {total!r}")
-        lines.append(f"kubeproof_admission_duration_seconds_count {count}")
+        lines = family(
+            "kubeproof_admission_decisions_total",
+            "counter",
+            "Admission decisions, by policy mode, outcome and rule broken (none when no rule "
+            "was broken).",
+            (
+                ({"mode": mode, "decision": outcome, "rule": rule}, value)
+                for (mode, outcome, rule), value in decisions
+            ),
+        )
+        lines += family(
+            "kubeproof_admission_bad_requests_total",
+            "counter",
+            "Requests answered 400, by reason.",
+            (({"reason": reason}, value) for reason, value in bad),
+        )
+        lines += histogram(
+            "kubeproof_admission_duration_seconds",
+            "Time to decide one AdmissionReview.",
+            LATENCY_BUCKETS,
+            buckets,
+            total,
+            count,
+        )
         return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
