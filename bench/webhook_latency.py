@@ -166,13 +166,17 @@ def review(privileged: bool, image: str = DEFAULT_IMAGE) -> dict[str, Any]:
     }
 
 
-def start_server(directory: Path, image_rules: str = "") -> tuple[subprocess.Popen[str], int, Path]:
+def start_server(
+    directory: Path, image_rules: str = "", db: str | None = None
+) -> tuple[subprocess.Popen[str], int, Path]:
     ca, cert, key = make_certificate(directory)
     policy = directory / "policy.yaml"
     policy.write_text(POLICY.replace("defaultMode:", image_rules + "defaultMode:"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     command = [sys.executable, "-m", "kubeproof", "webhook", "serve", "--policy", str(policy),
                "--tls-cert", str(cert), "--tls-key", str(key), "--port", "0"]  # fmt: skip
+    if db is not None:
+        command += ["--db", db]  # every decision recorded in the store, off the request path
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
     line = process.stderr.readline()
@@ -182,6 +186,23 @@ def start_server(directory: Path, image_rules: str = "") -> tuple[subprocess.Pop
     # Decision log lines go to stderr: drain them so the server never blocks on a full pipe.
     threading.Thread(target=process.stderr.read, daemon=True).start()
     return process, int(line.rsplit(":", 1)[1].split("/")[0]), ca
+
+
+def recorded_decisions(db: str) -> tuple[int, int]:
+    """Decisions and ledger entries in the store after the server has flushed and exited."""
+    from sqlalchemy import func, select
+
+    from kubeproof.store.db import open_store
+    from kubeproof.store.schema import AdmissionBatchRow, AdmissionDecisionRow
+
+    store = open_store(db, create=False)
+    try:
+        with store.reading() as session:
+            decisions = session.scalar(select(func.count()).select_from(AdmissionDecisionRow))
+            entries = session.scalar(select(func.count()).select_from(AdmissionBatchRow))
+        return int(decisions or 0), int(entries or 0)
+    finally:
+        store.close()
 
 
 def warm_up(port: int, ca: Path, bodies: list[bytes]) -> None:
@@ -272,6 +293,12 @@ def main() -> int:
         action="store_true",
         help="also require a cosign signature (loopback registry, warm cache)",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record every decision in an evidence store (a new SQLite file unless --db)",
+    )
+    parser.add_argument("--db", metavar="URL", help="with --record: this (empty) store")
     arguments = parser.parse_args()
     if not (0 < arguments.rate <= 5000 and 0 < arguments.duration <= 600):
         parser.error("--rate must be in (0, 5000] and --duration in (0, 600]")
@@ -280,7 +307,10 @@ def main() -> int:
         image, image_rules = DEFAULT_IMAGE, ""
         if arguments.signatures:
             image, image_rules = stack.enter_context(signed_image(Path(directory)))
-        process, port, ca = start_server(Path(directory), image_rules)
+        db = None
+        if arguments.record:
+            db = arguments.db or f"sqlite:///{Path(directory) / 'evidence.db'}"
+        process, port, ca = start_server(Path(directory), image_rules, db)
         load_before = os.getloadavg()[0]
         cpu_before = cpu_seconds(process.pid)
         try:
@@ -290,7 +320,8 @@ def main() -> int:
             cpu_after = cpu_seconds(process.pid)
         finally:
             process.terminate()
-            process.wait(10)
+            process.wait(60)  # with a store: the buffer is flushed before exiting
+        recorded = recorded_decisions(db) if db is not None else None
     print(f"$ python bench/webhook_latency.py {shlex.join(sys.argv[1:])}".rstrip())
     print(
         f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  "
@@ -311,6 +342,12 @@ def main() -> int:
         print(
             f"webhook CPU: {cpu_ms:.2f} ms per request, "
             f"{cpu_ms * achieved / 1000:.2f} cores at {achieved:.0f}/s"
+        )
+    if recorded is not None:
+        decisions, entries = recorded
+        print(
+            f"recorded: {decisions} decisions in {entries} ledger entries "
+            f"(sent {len(due) + 2}, warm-up included)"
         )
     load_after = os.getloadavg()[0]
     print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f}")

@@ -6,13 +6,15 @@ only in where the inventory comes from and where the results go.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kubeproof.checks.registry import Check, NotApplicable, NotEvaluated, Violation
-from kubeproof.inventory import Inventory, Workload
+from kubeproof.inventory import Container, Inventory, Workload
+from kubeproof.inventory.security_spec import ApprovedBaselines
 from kubeproof.inventory.workloads import POD_SPEC_PATHS
 from kubeproof.model import Location, Result, Status, Subject
 from kubeproof.redaction import redact
@@ -24,6 +26,8 @@ LATEST_PSS_VERSION = (1, 37)
 PSS_LEVELS = ("privileged", "baseline", "restricted")
 PSS_ENFORCE = "pod-security.kubernetes.io/enforce"
 PSS_ENFORCE_VERSION = "pod-security.kubernetes.io/enforce-version"
+# The reason of a result whose check raised: admission fails closed on it, not open.
+CHECK_ERROR = "check error on this input"
 
 
 def parse_pss_version(text: str) -> tuple[int, int]:
@@ -52,6 +56,8 @@ class Context:
     # Set by the pss-* frameworks: the level asked for, which namespace labels override.
     pss_level: str | None = None
     cluster_name: str = "manifests"
+    # Approved workload baselines, read from the evidence store (None: not consulted).
+    baselines: ApprovedBaselines | None = None
     _namespace_policies: dict[str, PssPolicy] = field(default_factory=dict)
     _derived: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +93,18 @@ class Context:
 def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) -> list[Result]:
     """Every check over every subject in its scope. Subjects are walked once each, with all
     their checks, so that each subject's identity and location are built once."""
+    # A large scan makes hundreds of thousands of results and no reference cycles: the
+    # cyclic collector would only walk the growing pile of results again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(inventory, checks, context)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) -> list[Result]:
     scoped: dict[str, list[tuple[Check, str | None]]] = defaultdict(list)
     results: list[Result] = []
     add = results.append
@@ -111,15 +129,10 @@ def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) ->
         subject, location = workload.subject, workload.obj.location
         for container in workload.containers:
             container_subject = subject.with_container(container.name)
+            arguments = (container, workload, context)
             for check, gap in scoped["container"]:
                 result = _judge(
-                    check,
-                    container_subject,
-                    location,
-                    gap,
-                    container.path,
-                    workload,
-                    (container, workload, context),
+                    check, container_subject, location, gap, container, workload, arguments
                 )
                 if result is not None:
                     add(result)
@@ -128,9 +141,12 @@ def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) ->
             if result is not None:
                 add(result)
 
+    # One Subject per object, shared by its results (a report serialises it once).
+    subjects: dict[int, Subject] = {}
     for check, gap in scoped["object"]:
         for obj in inventory.of_kind(*check.spec.kinds):
-            result = _judge(check, obj.subject, obj.location, gap, None, None, (obj, context))
+            subject = subjects.get(id(obj)) or subjects.setdefault(id(obj), obj.subject)
+            result = _judge(check, subject, obj.location, gap, None, None, (obj, context))
             if result is not None:
                 add(result)
 
@@ -191,7 +207,7 @@ def _judge(
     subject: Subject,
     location: Location | None,
     gap: str | None,
-    prefix: str | None,
+    container: Container | None,
     workload: Workload | None,
     arguments: tuple[Any, ...],
 ) -> Result | None:
@@ -216,10 +232,11 @@ def _judge(
         )
     except Exception as error:  # a check must never crash a scan, nor pass what it could not judge
         # The error text may quote the input, so it goes through redaction like any output.
-        reason = f"check error on this input: {type(error).__name__}: {redact(str(error))}"
+        reason = f"{CHECK_ERROR}: {type(error).__name__}: {redact(str(error))}"
         return Result(check.spec, Status.NOT_EVALUATED, subject, reason, location, reason=reason)
     if not violations:
         return Result(check.spec, Status.PASS, subject, check.spec.title, location)
+    prefix = container.path if container is not None else None
     paths = [_full_path(v, prefix, workload) for v in violations]
     extra = {}
     if len(violations) > 1:

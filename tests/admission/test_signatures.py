@@ -11,6 +11,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from admission.cosign import (
 from admission.reviews import pod_spec, review, workload
 from images.registry_server import REGISTRY_BINARY, Registry, free_port, running_registry
 from kubeproof.admission.decide import Decider, Decision
+from kubeproof.admission.evidence import decision_values
 from kubeproof.admission.policy import PolicyError, load_policy, parse_policy
 from kubeproof.admission.review import parse_review
 from kubeproof.admission.signatures import (
@@ -400,3 +402,22 @@ def test_oversized_or_malformed_signature_layers_are_skipped_not_fetched() -> No
     assert [(d.size, s) for d, s in _signature_layers(document)] == [(10, b"sig")]
     assert _signature_layers(b"\x00 not json") == []
     assert _signature_layers(b'{"layers": 5}') == []
+
+
+def test_a_decision_records_the_digest_a_tag_resolved_to(
+    registry: Registry, trusted: PrivateKey
+) -> None:
+    digest = push_image(registry, "kp/recorded", "3.1", "recorded")
+    cosign_sign(registry, "kp/recorded", digest, trusted)
+    image = f"{registry.host}/kp/recorded:3.1"
+    policy = parse_policy(policy_document([f"{registry.host}/kp/*"], [public_pem(trusted)]))
+    decider = Decider(policy, signatures=SignatureVerifier(retries=1))
+    request = parse_review(review(workload("Pod", "web", pod_spec(image=image))))
+    assert decider.image_digest(image) is None  # not resolved yet: no registry call for it
+    decision = decider.decide(request)
+    assert decision.allowed
+    values = decision_values(
+        request, decision, policy.digest, datetime.now(UTC), decider.image_digest
+    )
+    assert values["images"] == [{"container": "app", "image": image, "digest": digest}]
+    assert decider.image_digest("not a reference!") is None

@@ -11,6 +11,7 @@ from admission.reviews import GROUPS, pod_spec, privileged_pod_spec, review, wor
 from kubeproof.admission.decide import Decider, NamespaceLabelCache
 from kubeproof.admission.policy import Policy, parse_policy
 from kubeproof.admission.review import ReviewError, parse_review
+from kubeproof.checks.registry import Check
 
 
 def decide(policy: Policy, body: dict[str, Any], labels: Any = None) -> Any:
@@ -200,6 +201,31 @@ def test_unknown_kind_fails_closed_or_open_as_the_policy_says(policy: Policy) ->
         }
     )
     assert decide(open_policy, review(config_map)).allowed
+
+
+@pytest.mark.parametrize("fail_closed", [True, False])
+def test_a_rule_that_crashes_follows_fail_closed(fail_closed: bool) -> None:
+    # A fault no real input produces on purpose: a bug in a check.
+    policy = parse_policy(
+        {
+            "apiVersion": "kubeproof.dev/v1alpha1",
+            "kind": "AdmissionPolicy",
+            "enforce": {"frameworks": ["pss-restricted"]},
+            "failClosed": fail_closed,
+        }
+    )
+    decider = Decider(policy)
+
+    def broken(*_: Any) -> None:
+        raise ValueError("a bug")
+
+    decider.checks = (*decider.checks, Check(decider.checks[0].spec, broken))
+    decision = decider.decide(parse_review(review(workload("Deployment", "web", pod_spec()))))
+    assert decision.allowed is not fail_closed
+    assert any("check error on this input: ValueError" in u for u in decision.unjudged)
+    if fail_closed:
+        assert "could not judge this rule" in decision.message
+        assert "the policy fails closed" in decision.message
 
 
 def test_namespace_pod_security_labels_override_the_level_as_in_scan(policy: Policy) -> None:

@@ -127,3 +127,66 @@ def test_example_policy_is_valid_and_uses_every_section() -> None:
     assert policy.checks and policy.namespaces and policy.images.restricts_sources
     assert policy.exemptions.namespaces and policy.uses_namespace_labels
     assert policy.images.signatures
+
+
+def test_recording_takes_the_store_url_from_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ("--db-secret", "kubeproof-evidence-db", "--cluster-name", "prod")
+    container = by_kind(manifests(capsys, *arguments), "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["env"] == [
+        {
+            "name": "KUBEPROOF_DB",
+            "valueFrom": {"secretKeyRef": {"name": "kubeproof-evidence-db", "key": "url"}},
+        }
+    ]
+    assert container["args"][-1] == "--cluster-name=prod"
+    assert (
+        "env"
+        not in by_kind(manifests(capsys), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert main(["webhook", "manifests", "--cluster-name", "prod"]) == 2
+    assert "--cluster-name needs --db-secret" in capsys.readouterr().err
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    documents = manifests(capsys, "--cert-manager", "--namespace", "guard")
+    issuers = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "Issuer"}
+    assert issuers == {
+        "kubeproof-webhook-selfsigned": {"selfSigned": {}},
+        "kubeproof-webhook-ca": {"ca": {"secretName": "kubeproof-webhook-ca"}},
+    }
+    certificates = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Certificate"}
+    serving = certificates["kubeproof-webhook"]["spec"]
+    deployment = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
+    [mounted] = [v["secret"]["secretName"] for v in deployment["volumes"] if "secret" in v]
+    assert serving["secretName"] == mounted == "kubeproof-webhook-tls"
+    assert serving["dnsNames"] == [
+        "kubeproof-webhook.guard.svc",
+        "kubeproof-webhook.guard.svc.cluster.local",
+    ]
+    assert serving["issuerRef"] == {"kind": "Issuer", "name": "kubeproof-webhook-ca"}
+    assert certificates["kubeproof-webhook-ca"]["spec"]["isCA"] is True
+    assert all(d["metadata"]["namespace"] == "guard" for d in [*certificates.values()])
+    configuration = by_kind(documents, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "guard/kubeproof-webhook"
+    }
+    assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    assert main(["webhook", "manifests", "--cert-manager", "--ca-bundle", str(ca)]) == 2
+    assert "choose one" in capsys.readouterr().err
+
+
+def test_shipped_cert_manager_manifests_match_the_generator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["webhook", "manifests", "--cert-manager"]) == 0
+    shipped = ROOT / "deploy" / "webhook" / "kubeproof-webhook-cert-manager.yaml"
+    assert shipped.read_text() == capsys.readouterr().out, (
+        "regenerate: kubeproof webhook manifests --cert-manager "
+        "> deploy/webhook/kubeproof-webhook-cert-manager.yaml"
+    )

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from admission.cosign import new_key, public_pem
+from admission.webhook_tls import make_tls
 from kubeproof.admission.policy import PolicyError, load_policy, parse_policy
 from kubeproof.cli.main import main
+from kubeproof.cli.webhook import MAX_BATCH, MAX_SECONDS, _positive_float, _positive_int
 
 BASE: dict[str, Any] = {
     "apiVersion": "kubeproof.dev/v1alpha1",
@@ -198,3 +204,82 @@ def test_serve_refuses_a_kubeconfig_it_cannot_read(
     missing = str(tmp_path / "missing.kubeconfig")
     assert main([*arguments, "--namespace-labels", "--kubeconfig", missing]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_check_policy_lists_the_image_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = public_pem(new_key())
+    images = {
+        "allowedRegistries": ["registry.example.com"],
+        "allowedRepositories": ["docker.io/library/busybox"],
+        "requireDigest": True,
+        "registryErrors": "fail-open",
+        "signatures": [
+            {"repositories": ["registry.example.com/team/*"], "keys": [key]},
+            {"repositories": ["registry.example.com/lab/*"], "keys": [key], "required": False},
+        ],
+    }
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(with_changes(images=images)))
+    assert main(["webhook", "check-policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    fingerprint = load_policy(policy).images.signatures[0].keys[0].fingerprint
+    assert "    images.allowed-source\n    images.signed\n" in out
+    assert (
+        "allowed registries: registry.example.com; allowed repositories: "
+        "docker.io/library/busybox" in out
+    )
+    assert "digest pinning: required (workload.image-digest)" in out
+    signed_rule = "signatures[0] registry.example.com/team/*: required, signed by key"
+    assert f"{signed_rule} {fingerprint}" in out
+    assert "signatures[1] registry.example.com/lab/*: not enforced (required: false)" in out
+    assert "registry errors: fail-open" in out
+    policy.write_text(yaml.safe_dump(BASE))
+    assert main(["webhook", "check-policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    assert "digest pinning: not required" in out and "signatures: none required" in out
+
+
+def test_the_policy_digest_follows_its_meaning_not_its_layout(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(BASE))
+    digest = load_policy(policy).digest
+    assert len(digest) == 64
+    policy.write_text("# a comment\n" + yaml.safe_dump(BASE, default_flow_style=True))
+    assert load_policy(policy).digest == digest
+    policy.write_text(yaml.safe_dump(with_changes(defaultMode="warn")))
+    assert load_policy(policy).digest != digest
+
+
+def test_serve_refuses_a_store_it_cannot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tls = make_tls(tmp_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(BASE))
+    arguments = ["webhook", "serve", "--policy", str(policy), "--tls-cert", str(tls.cert)]
+    arguments += ["--tls-key", str(tls.key), "--port", "0"]
+    closed = "postgresql://kubeproof:hunter2pw@127.0.0.1:1/evidence"
+    assert main([*arguments, "--db", closed]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open database" in err and "hunter2pw" not in err
+    assert main([*arguments, "--db", str(tmp_path / "e.db"), "--cluster-name", " "]) == 2
+    assert "--cluster-name must not be empty" in capsys.readouterr().err
+
+
+@given(st.text(max_size=30))
+def test_interval_and_batch_flags_are_numbers_or_clear_errors(text: str) -> None:
+    try:
+        seconds = _positive_float(text)
+    except argparse.ArgumentTypeError as error:
+        assert str(error).startswith("not a number of seconds")
+    else:
+        assert 0 < seconds <= MAX_SECONDS
+    try:
+        count = _positive_int(text)
+    except argparse.ArgumentTypeError as error:
+        assert str(error).startswith("not a whole number")
+    else:
+        assert 1 <= count <= MAX_BATCH and str(count) == text.lstrip("0")
+    assert _positive_float("2.5") == 2.5 and _positive_int("500") == 500

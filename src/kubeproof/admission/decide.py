@@ -4,10 +4,12 @@ answer (deny, warn, record or nothing)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubeproof.admission.images import image_signature_check, image_source_check
@@ -15,16 +17,35 @@ from kubeproof.admission.policy import Policy
 from kubeproof.admission.review import AdmissionRequest, answer
 from kubeproof.admission.signatures import SignatureVerifier
 from kubeproof.checks import Check
-from kubeproof.engine import WORKLOAD_KINDS, Context, evaluate
+from kubeproof.engine import CHECK_ERROR, WORKLOAD_KINDS, Context, evaluate
+from kubeproof.images.errors import ImageError
+from kubeproof.images.reference import parse_registry
 from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.inventory.objects import as_dict
+from kubeproof.inventory.owners import declared_top_owner
 from kubeproof.inventory.workloads import Workload, workload_of
-from kubeproof.model import Status
+from kubeproof.model import Result, Status, Subject
+from kubeproof.risk_acceptance import RiskException, apply_exceptions
 
 JUDGED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
 JUDGED_SUBRESOURCES = frozenset({"", "ephemeralcontainers"})
 
 NamespaceLabels = Callable[[str], dict[str, str] | None]
+# The exceptions in force now (from the evidence store, refreshed in the background).
+CurrentExceptions = Callable[[], Sequence[RiskException]]
+# A rule's outcome for one request, worst first: what a rule did when it judged several
+# containers is the worst of them.
+RULE_OUTCOMES = ("fail", "not_evaluated", "excepted", "pass")
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One rule judged for one request: fail, not_evaluated, excepted (with the exception
+    that excepted it) or pass."""
+
+    check_id: str
+    outcome: str
+    exception_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,13 @@ class Decision:
     findings: tuple[Finding, ...] = ()
     unjudged: tuple[str, ...] = ()  # "check: reason" for results that could not be judged
     message: str = ""
+    judged: tuple[RuleOutcome, ...] = ()  # every rule that judged the request
+    owner: tuple[str, str] | None = None  # the top owner (kind, name) where known
+
+    @property
+    def exceptions(self) -> tuple[str, ...]:
+        """The exceptions that kept a broken rule from counting."""
+        return tuple(sorted({r.exception_id for r in self.judged if r.exception_id}))
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -67,6 +95,8 @@ class Decision:
             audit["rules"] = ",".join(self.rules)
         if self.unjudged:
             audit["not-evaluated"] = "; ".join(self.unjudged)[:1000]
+        if self.exceptions:
+            audit["exceptions"] = ",".join(self.exceptions)
         return answer(uid, self.allowed, message=self.message, warnings=self.warnings, audit=audit)
 
 
@@ -78,9 +108,11 @@ class Decider:
         policy: Policy,
         namespace_labels: NamespaceLabels | None = None,
         signatures: SignatureVerifier | None = None,
+        exceptions: CurrentExceptions | None = None,
     ) -> None:
         self.policy = policy
         self._namespace_labels = namespace_labels
+        self._exceptions = exceptions
         checks: list[Check] = list(policy.checks)
         self.signatures: SignatureVerifier | None = None
         if policy.images.restricts_sources:
@@ -117,12 +149,18 @@ class Decider:
         if request.operation == "UPDATE" and _pod_template_unchanged(workload, request):
             # Labels, finalizers, scale: blocking them would strand objects admitted earlier.
             return Decision(True, mode, "allowed", "the pod template did not change")
-        findings, unjudged = self._judge(obj, request.namespace, labels)
-        return _verdict(mode, request, findings, unjudged)
+        owner = declared_top_owner(obj)
+        findings, unjudged, judged = self._judge(obj, request.namespace, labels, owner)
+        verdict = _verdict(mode, request, findings, unjudged)
+        return dataclasses.replace(verdict, judged=judged, owner=owner)
 
     def _judge(
-        self, obj: K8sObject, namespace: str, labels: dict[str, str] | None
-    ) -> tuple[tuple[Finding, ...], tuple[str, ...]]:
+        self,
+        obj: K8sObject,
+        namespace: str,
+        labels: dict[str, str] | None,
+        owner: tuple[str, str] | None,
+    ) -> tuple[tuple[Finding, ...], tuple[str, ...], tuple[RuleOutcome, ...]]:
         objects = [obj]
         coverage = self._coverage
         if labels is not None and namespace:
@@ -132,9 +170,19 @@ class Decider:
         context = Context(
             inventory, pss_level=self.policy.framework_pss_level, cluster_name="admission"
         )
+        results = evaluate(inventory, self.checks, context)
+        exceptions = self._exceptions() if self._exceptions is not None else ()
+        if exceptions:
+            # An exception names the workload as a scan sees it: a pod or ReplicaSet folded
+            # into its top owner, whose labels a selector is matched against.
+            seen_as = inventory
+            if owner is not None:
+                results = [_as_owned_by(result, owner) for result in results]
+                seen_as = Inventory([_owner_object(obj, owner)])
+            apply_exceptions(results, exceptions, now=datetime.now(UTC), inventory=seen_as)
         findings: list[Finding] = []
         unjudged: list[str] = []
-        for result in evaluate(inventory, self.checks, context):
+        for result in results:
             if result.status is Status.FAIL:
                 violations = result.extra.get("violations") or [
                     {"message": result.message, "path": result.path}
@@ -151,7 +199,21 @@ class Decider:
                     )
             elif result.status is Status.NOT_EVALUATED:
                 unjudged.append(f"{result.check.id}: {result.reason or result.message}")
-        return tuple(findings), tuple(unjudged)
+                if self.policy.fail_closed and (result.reason or "").startswith(CHECK_ERROR):
+                    # A rule that crashed judged nothing: under failClosed it must not admit.
+                    findings.append(_crashed_rule(result))
+        return tuple(findings), tuple(unjudged), rule_outcomes(results)
+
+    def image_digest(self, image: str) -> str | None:
+        """The digest of an image reference: pinned in it, or what its tag resolved to when
+        the signature rule judged it lately. None when neither is known."""
+        try:
+            reference = parse_registry(image)
+        except ImageError:
+            return None
+        if reference.digest is not None or self.signatures is None:
+            return reference.digest
+        return self.signatures.resolved_digest(reference)
 
     def _labels(self, namespace: str) -> dict[str, str] | None:
         if self._namespace_labels is None or not namespace:
@@ -186,6 +248,43 @@ class AdmissionCoverage(Coverage):
         return self._gaps[key]
 
 
+def rule_outcomes(results: Iterable[Result]) -> tuple[RuleOutcome, ...]:
+    """Each rule's worst outcome over the request's results, in rule order."""
+    worst: dict[str, RuleOutcome] = {}
+    for result in results:
+        outcome = RuleOutcome(result.check.id, result.status.value, _exception_id(result))
+        known = worst.get(outcome.check_id)
+        if known is None or _rank(outcome) < _rank(known):
+            worst[outcome.check_id] = outcome
+    return tuple(worst[check_id] for check_id in sorted(worst))
+
+
+def _rank(outcome: RuleOutcome) -> int:
+    return RULE_OUTCOMES.index(outcome.outcome) if outcome.outcome in RULE_OUTCOMES else 0
+
+
+def _exception_id(result: Result) -> str | None:
+    if result.status is not Status.EXCEPTED:
+        return None
+    exception = result.extra.get("exception")
+    return str(exception["id"]) if isinstance(exception, dict) and "id" in exception else None
+
+
+def _owner_object(obj: K8sObject, owner: tuple[str, str]) -> K8sObject:
+    """The top owner as far as the admitted object shows it: its identity, and the labels
+    of the object and its pod template (what a selector sees on the owner in a scan)."""
+    workload = workload_of(obj)
+    labels = {**(workload.pod_labels if workload is not None else {}), **obj.labels}
+    metadata = {"name": owner[1], "namespace": obj.namespace, "labels": labels}
+    return K8sObject.from_raw({"apiVersion": "", "kind": owner[0], "metadata": metadata})
+
+
+def _as_owned_by(result: Result, owner: tuple[str, str]) -> Result:
+    subject = result.subject
+    owned = Subject(subject.api_version, owner[0], subject.namespace, owner[1], subject.container)
+    return dataclasses.replace(result, subject=owned)
+
+
 def _verdict(
     mode: str,
     request: AdmissionRequest,
@@ -202,6 +301,17 @@ def _verdict(
         return Decision(True, mode, "audited", reason, findings, unjudged)
     return Decision(
         False, mode, "denied", reason, findings, unjudged, denial_message(request, findings)
+    )
+
+
+def _crashed_rule(result: Result) -> Finding:
+    return Finding(
+        result.check.id,
+        result.check.title,
+        f"kubeproof could not judge this rule ({result.reason}); the policy fails closed",
+        None,
+        "Report the error to the kubeproof maintainers; meanwhile exempt the workload or "
+        "set the rule's namespace to warn mode if it must be admitted.",
     )
 
 

@@ -115,7 +115,7 @@ def image_signature_check(rules: ImageRules, verifier: SignatureVerifier) -> Che
                 "image",
             )
             return
-        verdict = verifier.verify(reference, rule.keys)
+        verdict = verifier.verify(reference, rule.keys, rule.keyless)
         if verdict.outcome is Outcome.REGISTRY_ERROR and rules.registry_errors == "fail-open":
             raise NotEvaluated(
                 f"{subject}: signature not checked, registry error ({verdict.detail}); "
@@ -133,8 +133,11 @@ def signature_problem(
 ) -> str | None:
     """Why the image fails `rule` and what would fix it, or None when it is signed."""
     repository = f"{reference.registry}/{reference.repository}"
-    fingerprints = ", ".join(key.fingerprint for key in rule.keys)
-    keys = f"key {fingerprints}" if len(rule.keys) == 1 else f"one of the keys {fingerprints}"
+    signers = [key.fingerprint for key in rule.keys]
+    if rule.keyless is not None:
+        signers += [f"keyless {identity}" for identity in rule.keyless.identities]
+    fingerprints = ", ".join(signers)
+    keys = f"key {fingerprints}" if len(signers) == 1 else f"one of the keys {fingerprints}"
     # A tag is judged by the digest it named when asked: say which one that was.
     subject = f"(resolved to {verdict.digest}) " if reference.digest is None else ""
     pinned = f"{repository}@{verdict.digest}"
@@ -142,15 +145,18 @@ def signature_problem(
     if outcome is Outcome.VERIFIED:
         return None
     if outcome is Outcome.UNSIGNED and verdict.digest is not None:
-        state = "is unusable" if verdict.detail else "does not exist"
+        state = "is unusable" if verdict.detail and not verdict.bundles else "does not exist"
+        if verdict.bundles:
+            state += f"; a Sigstore bundle is attached but not verifiable: {verdict.detail}"
         return (
             f"{subject}has no signature ({repository}:{signature_tag(verdict.digest)} {state}); "
             f"{rule.name} requires one by {keys}. Sign it: cosign sign --key KEY {pinned}"
         )
     if outcome is Outcome.UNKNOWN_KEY:
+        why = f" (Sigstore bundle: {verdict.detail})" if verdict.bundles and verdict.detail else ""
         return (
             f"{subject}is signed, but by none of the keys {rule.name} trusts ({fingerprints}). "
-            f"Sign it with a trusted key, or add the signer's public key to {rule.name}.keys"
+            f"Sign it with a trusted key, or add the signer's public key to {rule.name}.keys{why}"
         )
     if outcome is Outcome.WRONG_DIGEST:
         return (

@@ -17,6 +17,8 @@ from kubeproof import __version__
 
 NAME = "kubeproof-webhook"
 TLS_SECRET = "kubeproof-webhook-tls"
+CERT_MANAGER_API = "cert-manager.io/v1"
+CA_INJECTION = "cert-manager.io/inject-ca-from"
 PORT = 8443
 DEFAULT_IMAGE = f"kubeproof/kubeproof:{__version__}"
 DEFAULT_POLICY = """\
@@ -44,6 +46,11 @@ class ManifestOptions:
     failure_policy: str = "Fail"
     timeout_seconds: int = 5
     replicas: int = 2
+    # A Secret whose key `url` is the evidence store's URL: decisions are recorded there.
+    db_secret: str | None = None
+    cluster_name: str | None = None  # what the store files the decisions under
+    # cert-manager issues the serving certificate and its CA injector fills caBundle.
+    cert_manager: bool = False
 
 
 def webhook_rules() -> list[dict[str, Any]]:
@@ -65,10 +72,14 @@ def webhook_configuration(options: ManifestOptions) -> dict[str, Any]:
     }
     if options.ca_bundle is not None:
         client["caBundle"] = base64.b64encode(options.ca_bundle).decode()
+    metadata: dict[str, Any] = {"name": NAME, "labels": _labels()}
+    if options.cert_manager:
+        # cert-manager's CA injector copies the serving certificate's CA into caBundle.
+        metadata["annotations"] = {CA_INJECTION: f"{options.namespace}/{NAME}"}
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": NAME, "labels": _labels()},
+        "metadata": metadata,
         "webhooks": [
             {
                 "name": "workloads.kubeproof.dev",
@@ -149,6 +160,7 @@ def all_manifests(options: ManifestOptions) -> list[dict[str, Any]]:
             "metadata": {"name": f"{NAME}-policy", "namespace": namespace, "labels": labels},
             "data": {"policy.yaml": options.policy_text},
         },
+        *(cert_manager_resources(options) if options.cert_manager else ()),
         _deployment(options),
         {
             "apiVersion": "v1",
@@ -216,7 +228,9 @@ def _deployment(options: ManifestOptions) -> dict[str, Any]:
                                 "--host=0.0.0.0",
                                 f"--port={PORT}",
                                 "--namespace-labels",
+                                *_evidence_args(options),
                             ],
+                            **_evidence_env(options),
                             "ports": [{"name": "https", "containerPort": PORT}],
                             "readinessProbe": {
                                 **probe,
@@ -254,6 +268,75 @@ def _deployment(options: ManifestOptions) -> dict[str, Any]:
             },
         },
     }
+
+
+def cert_manager_resources(options: ManifestOptions) -> list[dict[str, Any]]:
+    """A CA of the webhook's own (a self-signed Issuer signs it; the CA is no one else's),
+    a CA Issuer, and the serving Certificate for the Service's names, written to the
+    Secret the Deployment mounts. cert-manager renews it; the server reloads the files."""
+    namespace, labels = options.namespace, _labels()
+    ca_name, service = f"{NAME}-ca", f"{NAME}.{options.namespace}.svc"
+
+    def metadata(name: str) -> dict[str, Any]:
+        return {"name": name, "namespace": namespace, "labels": labels}
+
+    key = {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}
+    return [
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Issuer",
+            "metadata": metadata(f"{NAME}-selfsigned"),
+            "spec": {"selfSigned": {}},
+        },
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Certificate",
+            "metadata": metadata(ca_name),
+            "spec": {
+                "isCA": True,
+                "commonName": ca_name,
+                "secretName": ca_name,
+                "duration": "87600h",  # ten years: the CA only signs this webhook's certificate
+                "privateKey": key,
+                "issuerRef": {"kind": "Issuer", "name": f"{NAME}-selfsigned"},
+            },
+        },
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Issuer",
+            "metadata": metadata(ca_name),
+            "spec": {"ca": {"secretName": ca_name}},
+        },
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Certificate",
+            "metadata": metadata(NAME),
+            "spec": {
+                "secretName": TLS_SECRET,
+                "dnsNames": [service, f"{service}.cluster.local"],
+                "duration": "2160h",
+                "renewBefore": "360h",
+                "privateKey": key,
+                "usages": ["server auth", "digital signature", "key encipherment"],
+                "issuerRef": {"kind": "Issuer", "name": ca_name},
+            },
+        },
+    ]
+
+
+def _evidence_args(options: ManifestOptions) -> list[str]:
+    if options.db_secret is None or options.cluster_name is None:
+        return []
+    return [f"--cluster-name={options.cluster_name}"]
+
+
+def _evidence_env(options: ManifestOptions) -> dict[str, Any]:
+    """$KUBEPROOF_DB from the Secret: the URL (and its password) never sits in the
+    Deployment itself."""
+    if options.db_secret is None:
+        return {}
+    reference = {"secretKeyRef": {"name": options.db_secret, "key": "url"}}
+    return {"env": [{"name": "KUBEPROOF_DB", "valueFrom": reference}]}
 
 
 def _labels() -> dict[str, str]:

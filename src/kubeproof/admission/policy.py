@@ -8,14 +8,23 @@ policy would enforce something nobody wrote down.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from kubeproof import frameworks
 from kubeproof.admission.signatures import KeyProblem, PolicyKey, load_policy_key
+from kubeproof.admission.trustroot import (
+    Identity,
+    KeylessTrust,
+    TrustedRootProblem,
+    load_trusted_root,
+)
 from kubeproof.checks import Check, catalogue
 from kubeproof.engine import WORKLOAD_KINDS
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
@@ -90,12 +99,14 @@ class Exemptions:
 @dataclass(frozen=True)
 class SignatureRule:
     """Images from `repositories` (REGISTRY/REPOSITORY globs) must carry a cosign
-    signature by one of `keys`; `name` is where the rule is in the policy."""
+    signature by one of `keys`, or a keyless Sigstore bundle by one of the identities of
+    `keyless`; `name` is where the rule is in the policy."""
 
     name: str
     repositories: tuple[str, ...]
     keys: tuple[PolicyKey, ...]
     required: bool = True
+    keyless: KeylessTrust | None = None
 
     def matches(self, repository: str) -> bool:
         return any(fnmatch.fnmatchcase(repository, glob) for glob in self.repositories)
@@ -134,6 +145,8 @@ class Policy:
     # Checks that were asked for but cannot be judged on one object (they need other kinds).
     left_to_scan: tuple[str, ...] = ()
     source: str = "policy"
+    # SHA-256 of the policy as read (and of its keys): each recorded decision names it.
+    digest: str = ""
 
     @property
     def uses_namespace_labels(self) -> bool:
@@ -202,7 +215,22 @@ def _parse(data: Any, where: str, base: Path | None) -> Policy:
         framework_pss_level=pss_level,
         left_to_scan=left,
         source=where,
+        digest=_digest(data, images),
     )
+
+
+def _digest(data: dict[str, Any], images: ImageRules) -> str:
+    """Over the document's meaning (not its comments or layout) and the keys it trusts,
+    which may live in files it only names."""
+    keys = [key.fingerprint for rule in images.signatures for key in rule.keys] + [
+        rule.keyless.fingerprint for rule in images.signatures if rule.keyless is not None
+    ]
+    text = orjson.dumps(
+        {"policy": data, "keys": keys},
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+        default=str,
+    )
+    return hashlib.sha256(text).hexdigest()
 
 
 def _checks(
@@ -328,7 +356,7 @@ def _images(value: Any, base: Path | None) -> ImageRules:
 def _signature_rule(value: Any, where: str, base: Path | None) -> SignatureRule:
     if not isinstance(value, dict):
         raise _FieldError(f"{where} is not a mapping")
-    known = ("repositories", "keys", "required")
+    known = ("repositories", "keys", "keyless", "required")
     unknown = sorted(str(k) for k in value if k not in known)
     if unknown:
         raise _FieldError(f"{where}.{unknown[0]}: unknown field ({', '.join(known)})")
@@ -343,15 +371,64 @@ def _signature_rule(value: Any, where: str, base: Path | None) -> SignatureRule:
             )
     required = _bool(value.get("required", True), f"{where}.required")
     texts = _strings(value.get("keys"), f"{where}.keys")
-    if not texts:
-        raise _FieldError(f"{where}.keys: name at least one public key (PEM or a file path)")
+    keyless = _keyless(value["keyless"], f"{where}.keyless", base) if "keyless" in value else None
+    if not texts and keyless is None:
+        raise _FieldError(
+            f"{where}.keys: name at least one public key (PEM or a file path), or set keyless"
+        )
     keys = []
     for i, text in enumerate(texts):
         try:
             keys.append(load_policy_key(text, base))
         except KeyProblem as error:
             raise _FieldError(f"{where}.keys[{i}]: {error}") from None
-    return SignatureRule(where, repositories, tuple(keys), required)
+    return SignatureRule(where, repositories, tuple(keys), required, keyless)
+
+
+def _keyless(value: Any, where: str, base: Path | None) -> KeylessTrust:
+    if not isinstance(value, dict):
+        raise _FieldError(f"{where} is not a mapping")
+    known = ("trustedRoot", "identities")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise _FieldError(f"{where}.{unknown[0]}: unknown field ({', '.join(known)})")
+    path = value.get("trustedRoot")
+    if not isinstance(path, str) or not path:
+        raise _FieldError(f"{where}.trustedRoot: name the Sigstore trusted root JSON file")
+    try:
+        root = load_trusted_root(path, base)
+    except TrustedRootProblem as error:
+        raise _FieldError(f"{where}.trustedRoot: {error}") from None
+    entries = _list(value.get("identities"), f"{where}.identities")
+    if not entries:
+        raise _FieldError(f"{where}.identities: name at least one issuer and subject")
+    identities = tuple(
+        _identity(entry, f"{where}.identities[{i}]") for i, entry in enumerate(entries)
+    )
+    return KeylessTrust(root, identities)
+
+
+def _identity(value: Any, where: str) -> Identity:
+    if not isinstance(value, dict):
+        raise _FieldError(f"{where} is not a mapping")
+    known = ("issuer", "subject", "subjectRegExp")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise _FieldError(f"{where}.{unknown[0]}: unknown field ({', '.join(known)})")
+    for name in known:
+        if name in value and (not isinstance(value[name], str) or not value[name]):
+            raise _FieldError(f"{where}.{name} is not a non-empty string")
+    if "issuer" not in value:
+        raise _FieldError(f"{where}.issuer is missing (the OIDC issuer URL)")
+    if ("subject" in value) == ("subjectRegExp" in value):
+        raise _FieldError(f"{where} needs exactly one of subject and subjectRegExp")
+    if "subject" in value:
+        return Identity(value["issuer"], subject=value["subject"])
+    try:
+        pattern = re.compile(value["subjectRegExp"])
+    except (re.error, RecursionError, OverflowError):
+        raise _FieldError(f"{where}.subjectRegExp is not a regular expression") from None
+    return Identity(value["issuer"], subject_pattern=pattern)
 
 
 def _names_registry(glob: str) -> bool:

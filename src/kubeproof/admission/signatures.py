@@ -5,7 +5,8 @@ cosign stores the signatures of image `REPO@sha256:HEX` as an OCI manifest tagge
 (`application/vnd.dev.cosign.simplesigning.v1+json`) whose signature, base64, is the layer
 annotation `dev.cosignproject.cosign/signature`. An image is signed when one payload
 verifies with a policy key *and* names the image's own digest: a valid signature copied
-from another image must not count.
+from another image must not count. A Sigstore bundle attached to the digest as an OCI
+referrer, verified with the same keys, counts as well (`kubeproof.admission.bundles`).
 
 Verdicts are cached by digest, positive and negative for different times. A registry that
 cannot be reached is never remembered as "unsigned": the next request asks again.
@@ -28,11 +29,22 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from kubeproof.admission.bundles import (
+    HASH_OF_CURVE,
+    BundleProblem,
+    Failure,
+    attached_bundles,
+    key_verifies,
+    parse_bundle,
+    verify_bundle,
+)
+from kubeproof.admission.keyless import verify_keyless
+from kubeproof.admission.trustroot import KeylessTrust
 from kubeproof.images.digest import parse_digest
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Descriptor
@@ -45,11 +57,6 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIGNATURE_TYPE = "cosign container image signature"
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_SIGNATURE_LAYERS = 64  # more is an attack on the webhook's time, not a use
-_HASH_OF_CURVE: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
 
 PublicKey = ec.EllipticCurvePublicKey | Ed25519PublicKey | rsa.RSAPublicKey
 
@@ -66,17 +73,7 @@ class PolicyKey:
     fingerprint: str
 
     def verifies(self, signature: bytes, payload: bytes) -> bool:
-        try:
-            if isinstance(self.key, ec.EllipticCurvePublicKey):
-                algorithm = _HASH_OF_CURVE[self.key.curve.name]()
-                self.key.verify(signature, payload, ec.ECDSA(algorithm))
-            elif isinstance(self.key, Ed25519PublicKey):
-                self.key.verify(signature, payload)
-            else:
-                self.key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        return key_verifies(self.key, signature, payload)
 
 
 def load_policy_key(text: str, base: Path | None = None) -> PolicyKey:
@@ -97,7 +94,7 @@ def load_policy_key(text: str, base: Path | None = None) -> PolicyKey:
     except (ValueError, UnsupportedAlgorithm):
         raise KeyProblem("not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _HASH_OF_CURVE:
+        if key.curve.name not in HASH_OF_CURVE:
             raise KeyProblem(f"ECDSA curve {key.curve.name} is not supported (P-256, P-384, P-521)")
     elif not isinstance(key, Ed25519PublicKey | rsa.RSAPublicKey):
         raise KeyProblem("unsupported key type (ECDSA, Ed25519 or RSA)")
@@ -121,6 +118,7 @@ class Verdict:
     outcome: Outcome
     digest: str | None
     detail: str = ""  # the trusted key, the other digest, or the registry's error
+    bundles: bool = False  # the detail is about Sigstore bundles (admission/bundles.py)
 
     @property
     def cacheable(self) -> bool:
@@ -167,7 +165,13 @@ class SignatureVerifier:
         self._tags: dict[str, tuple[float, str]] = {}
         self.registry_calls = 0  # manifest and blob requests made (tests, bench)
 
-    def verify(self, reference: RegistryReference, keys: tuple[PolicyKey, ...]) -> Verdict:
+    def verify(
+        self,
+        reference: RegistryReference,
+        keys: tuple[PolicyKey, ...],
+        keyless: KeylessTrust | None = None,
+    ) -> Verdict:
+        """`keyless`: the trusted root and identities keyless bundles are verified with."""
         repository = f"{reference.registry}/{reference.repository}"
         digest = reference.digest
         if digest is None:
@@ -175,11 +179,12 @@ class SignatureVerifier:
             if isinstance(resolved, Verdict):
                 return resolved
             digest = resolved
-        cache_key = (repository, digest, tuple(k.fingerprint for k in keys))
+        trusted = tuple(k.fingerprint for k in keys) + ((keyless.fingerprint,) if keyless else ())
+        cache_key = (repository, digest, trusted)
         cached: Verdict | None = self._cached(self._verdicts, cache_key)
         if cached is not None:
             return cached
-        verdict = self._check(reference, digest, keys)
+        verdict = self._check(reference, digest, keys, keyless)
         if verdict.cacheable:
             ttl = (
                 self._positive_ttl_s
@@ -188,6 +193,14 @@ class SignatureVerifier:
             )
             self._store(self._verdicts, cache_key, (self._clock() + ttl, verdict))
         return verdict
+
+    def resolved_digest(self, reference: RegistryReference) -> str | None:
+        """The digest a tag resolved to while judging a recent request (no registry call):
+        what an admission record names for an image given by tag."""
+        if reference.digest is not None:
+            return reference.digest
+        resolved: str | None = self._cached(self._tags, str(reference))
+        return resolved
 
     # -- registry -------------------------------------------------------------------------
 
@@ -224,6 +237,59 @@ class SignatureVerifier:
         return digest
 
     def _check(
+        self,
+        reference: RegistryReference,
+        digest: str,
+        keys: tuple[PolicyKey, ...],
+        keyless: KeylessTrust | None,
+    ) -> Verdict:
+        """Either a cosign signature tag or a Sigstore bundle suffices. A registry error
+        on the tag ends the check: asking again would double an unreachable registry's
+        delay, and the answer follows images.registryErrors either way."""
+        verdict = self._check_signature_tag(reference, digest, keys)
+        if verdict.outcome in (Outcome.VERIFIED, Outcome.REGISTRY_ERROR):
+            return verdict
+        return _telling(verdict, self._check_bundles(reference, digest, keys, keyless))
+
+    def _check_bundles(
+        self,
+        reference: RegistryReference,
+        digest: str,
+        keys: tuple[PolicyKey, ...],
+        keyless: KeylessTrust | None,
+    ) -> Verdict:
+        client = self._client(reference.registry)
+        repository = reference.repository
+
+        def counted() -> None:
+            self.registry_calls += 1
+
+        def manifest() -> bytes:
+            counted()
+            return client.get_manifest(repository, digest)[0]
+
+        problems: list[BundleProblem] = []
+        try:
+            for data in attached_bundles(client, repository, digest, counted):
+                try:
+                    bundle = parse_bundle(data)
+                    if bundle.certificate is not None and keyless is not None:
+                        signer = verify_keyless(bundle, digest, keyless, manifest)
+                    else:
+                        signer = verify_bundle(bundle, digest, keys, manifest).fingerprint
+                except BundleProblem as problem:
+                    problems.append(problem)
+                    continue
+                return Verdict(Outcome.VERIFIED, digest, f"{signer} (Sigstore bundle)")
+        except ImageError as error:  # RegistryError, or the image manifest off its digest
+            return Verdict(Outcome.REGISTRY_ERROR, digest, str(error))
+        for failure, outcome in _BUNDLE_OUTCOMES:
+            found = [str(p) for p in problems if p.failure is failure]
+            if found:
+                return Verdict(outcome, digest, "; ".join(found[:3]), bundles=True)
+        return Verdict(Outcome.UNSIGNED, digest)
+
+    def _check_signature_tag(
         self, reference: RegistryReference, digest: str, keys: tuple[PolicyKey, ...]
     ) -> Verdict:
         client = self._client(reference.registry)
@@ -276,6 +342,29 @@ class SignatureVerifier:
             if len(table) >= self._max_entries:
                 table.clear()  # bounded memory under a flood of distinct images
             table[key] = entry
+
+
+# Bundle failures, most telling first, as the outcome they amount to.
+_BUNDLE_OUTCOMES = (
+    (Failure.WRONG_DIGEST, Outcome.WRONG_DIGEST),
+    (Failure.UNKNOWN_KEY, Outcome.UNKNOWN_KEY),
+    (Failure.UNVERIFIABLE, Outcome.UNSIGNED),
+)
+_TELLING = (Outcome.WRONG_DIGEST, Outcome.UNKNOWN_KEY, Outcome.UNSIGNED)
+
+
+def _telling(tag: Verdict, bundle: Verdict) -> Verdict:
+    """A verified bundle, or a registry error that hid the bundles; else, of two failed
+    checks, the one that says more (a trusted key's signature for another image, then an
+    untrusted signature, then none): the signature tag's on a tie, unless it found nothing
+    at all and a bundle at least was there."""
+    if bundle.outcome not in _TELLING or _TELLING.index(bundle.outcome) < _TELLING.index(
+        tag.outcome
+    ):
+        return bundle
+    if tag.outcome is bundle.outcome is Outcome.UNSIGNED and not tag.detail and bundle.detail:
+        return bundle
+    return tag
 
 
 def _signature_layers(document: bytes) -> list[tuple[Descriptor, bytes]]:

@@ -6,7 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from kubeproof.inventory.objects import K8sObject, as_dict, as_list, as_str
+from kubeproof.inventory.objects import K8sObject
+from kubeproof.inventory.owners import top_owner
 from kubeproof.inventory.workloads import POD_SPEC_PATHS, Workload, workload_of
 
 # Set by the API server on every namespace (immutable), so namespace selectors may use it.
@@ -123,7 +124,7 @@ class Inventory:
             workload = workload_of(obj)
             if workload is None:
                 continue
-            top = _top_owner(obj, by_uid)
+            top = top_owner(obj, by_uid)
             if top is obj:
                 workloads.setdefault(id(obj), workload)
             elif top.kind not in POD_SPEC_PATHS:
@@ -141,19 +142,3 @@ class Inventory:
                     workload.pod_count = pods_of[key]
                 result.append(workload)
         return result
-
-
-def _top_owner(obj: K8sObject, by_uid: dict[str, K8sObject]) -> K8sObject:
-    seen = {id(obj)}
-    current = obj
-    while True:
-        owner = None
-        for ref in as_list(current.metadata.get("ownerReferences")):
-            ref = as_dict(ref)
-            if ref.get("controller") is True and (uid := as_str(ref.get("uid"))) in by_uid:
-                owner = by_uid[uid]
-                break
-        if owner is None or id(owner) in seen:
-            return current
-        seen.add(id(owner))
-        current = owner
