@@ -25,6 +25,17 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which it may take down and bring up
+    again (an outage)."""
+    if find_bin() is None:
+        pytest.skip("PostgreSQL server binaries missing: run scripts/postgres.sh")
+    server = start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param == "sqlite":

@@ -4,10 +4,25 @@ tests/conftest.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import create_engine, text
+
+from kubeproof.store.db import parse_url
 from postgres import PostgresServer
+
+
+def query(url: str, statement: str) -> Sequence[Any]:
+    """The rows one SQL statement reads from the store at `url`, on a connection of its own."""
+    engine = create_engine(parse_url(url))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(statement)))
+    finally:
+        engine.dispose()
 
 
 @dataclass(frozen=True)

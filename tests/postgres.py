@@ -80,10 +80,28 @@ class PostgresServer:
     def _dsn(self, database: str) -> str:
         return f"host=127.0.0.1 port={self.port} user={USER} dbname={database}"
 
+    def take_down(self) -> None:
+        """Stop the server but keep its data: the store goes down, as in an outage."""
+        self.run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def bring_up(self) -> None:
+        """Start the server (again, after take_down: on the same port, with the same data)."""
+        self.run(
+            "pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+            "-w", "-t", "60", "-o", _options(self.port, self.root), "start",
+        )  # fmt: skip
+
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _options(port: int, root: Path) -> str:
+    return (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {root} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
 
 
 def start() -> PostgresServer:
@@ -104,15 +122,8 @@ def start() -> PostgresServer:
                 "initdb", "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8",
                 "--no-locale", "--no-sync",
             )  # fmt: skip
-        options = (
-            f"-p {server.port} -c listen_addresses=127.0.0.1 -k {root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
         try:
-            server.run(
-                "pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
-                "-o", options, "start",
-            )  # fmt: skip
+            server.bring_up()
             return server
         except subprocess.CalledProcessError:
             if attempt == 4:  # the port was taken between choosing and binding it, 5 times

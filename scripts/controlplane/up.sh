@@ -139,6 +139,8 @@ launch etcd "$ETCD" --name=kubeproof-dev --data-dir="$dir/etcd-data" --log-level
   --client-cert-auth --trusted-ca-file="$pki/etcd-ca.crt" \
   --unsafe-no-fsync  # throwaway data; fsync dominates write latency on slow disks
 
+# Extra kube-apiserver flags, space-separated (tests: an audit webhook backend).
+read -r -a apiserver_flags <<<"${KUBEPROOF_APISERVER_FLAGS:-}"
 # The API server retries etcd until it answers, so no need to wait here.
 # --allow-privileged: test fixtures must be able to create the insecure pods
 # that the checks look for. --endpoint-reconciler-type=none: Endpoints may not
@@ -155,7 +157,8 @@ launch kube-apiserver "$KUBE_APISERVER" \
   --service-account-key-file="$pki/service-account.pub" \
   --service-account-signing-key-file="$pki/service-account.key" \
   --audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/audit.log" \
-  --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
+  --allow-privileged=true --endpoint-reconciler-type=none --profiling=false \
+  "${apiserver_flags[@]}"
 
 # --- readiness and RBAC ---------------------------------------------------------
 admin_curl() {

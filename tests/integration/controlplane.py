@@ -15,12 +15,13 @@ Use the fixture from a conftest.py (one cluster per test session)::
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -52,8 +53,11 @@ class Response:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager in `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, apiserver_flags: Sequence[str] = ()) -> None:
         self.directory = directory
+        # Extra kube-apiserver flags (paths must not hold spaces): a second control plane
+        # with, say, an audit webhook backend. The shared fixture passes none.
+        self.apiserver_flags = tuple(apiserver_flags)
         self._env: dict[str, str] = {}
         self._contexts: dict[Identity, ssl.SSLContext] = {}
 
@@ -62,7 +66,8 @@ class ControlPlane:
     def start(self) -> None:
         _run([str(SCRIPTS / "build.sh")], "build.sh", BUILD_TIMEOUT_S)
         try:
-            _run([str(SCRIPTS / "up.sh"), str(self.directory)], "up.sh", 120)
+            extra = {"KUBEPROOF_APISERVER_FLAGS": " ".join(self.apiserver_flags)}
+            _run([str(SCRIPTS / "up.sh"), str(self.directory)], "up.sh", 120, extra)
         except ControlPlaneError as error:
             # up.sh stops what it started but keeps the logs: quote them, then clean up.
             raise ControlPlaneError(f"{error}\n{self._log_tails()}") from None
@@ -192,10 +197,13 @@ def control_plane_fixture(scope: Literal["session", "package", "module"] = "sess
     return control_plane
 
 
-def _run(command: list[str], name: str, timeout_s: float) -> None:
+def _run(
+    command: list[str], name: str, timeout_s: float, env: dict[str, str] | None = None
+) -> None:
     try:
         subprocess.run(
             command,
+            env={**os.environ, **env} if env else None,
             check=True,
             capture_output=True,
             text=True,

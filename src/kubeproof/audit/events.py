@@ -71,6 +71,9 @@ class AuditEvent:
     dry_run: bool
     source: str = ""
     line: int = 0
+    # objectRef.resourceVersion: the version a write was made against, when logged (the
+    # agent matches it to the change it saw).
+    resource_version: str = ""
 
     @property
     def counted(self) -> bool:
@@ -255,6 +258,7 @@ def parse_event(data: dict[str, Any], source: str = "", line: int = 0) -> AuditE
         "dryRun=" in query,
         source,
         line,
+        _text(ref.get("resourceVersion")),
     )
 
 
