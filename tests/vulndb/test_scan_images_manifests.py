@@ -224,3 +224,45 @@ def test_an_exception_names_one_advisory(
     key = f"api#pypi/requests#{REQUESTS_ADVISORY}"
     assert results[("image.vulnerability-medium", "pinned", key)]["status"] == "excepted", err
     assert results[("image.vulnerability-medium", "api", key)]["status"] == "fail"
+
+
+def test_an_openvex_statement_excepts_the_advisory_in_every_workload(
+    pushed: dict[str, str], osv_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["vulndb", "update", "--source", osv_server, "--ecosystem", "PyPI"]) == 0
+    vex = tmp_path / "shop.vex.json"
+    vex.write_text(
+        json.dumps(
+            {
+                "@context": "https://openvex.dev/ns/v0.2.0",
+                "@id": "https://example.com/vex/shop",
+                "author": "Platform Security",
+                "timestamp": "2026-06-01T10:00:00Z",
+                "version": 1,
+                "statements": [
+                    {
+                        "vulnerability": {"name": REQUESTS_ADVISORY},
+                        "products": [{"@id": "pkg:pypi/requests@2.31.0"}],
+                        "status": "not_affected",
+                        "justification": "vulnerable_code_not_in_execute_path",
+                    }
+                ],
+            }
+        )
+    )
+    manifests = str(_manifests(tmp_path, pushed))
+    _, report, err = _scan(capsys, manifests, "--vex", str(vex))
+    results = _image_results(report)
+    key = f"api#pypi/requests#{REQUESTS_ADVISORY}"
+    for workload in ("api", "pinned"):
+        result = results[("image.vulnerability-medium", workload, key)]
+        assert result["status"] == "excepted", err  # listed, never hidden
+        assert result["details"]["vex"]["justification"] == "vulnerable_code_not_in_execute_path"
+        assert "Platform Security" in result["reason"]
+
+    broken = tmp_path / "broken.vex.json"
+    broken.write_text("{not json")
+    capsys.readouterr()
+    assert main(["scan", manifests, "--images", "--vex", str(broken)]) == 2
+    assert "broken.vex.json" in capsys.readouterr().err
+    assert main(["scan", manifests, "--vex", str(vex)]) == 2  # --vex needs --images

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, UsageError
+from kubeproof.cli.vex_options import add_vex_argument, vex_index
 from kubeproof.cli.vulndb import add_vulndb_argument, age_text, status_as_dict, vulndb_path
 from kubeproof.images.cached import ScannedImage, scan_image
 from kubeproof.images.errors import ImageError
@@ -25,7 +26,7 @@ from kubeproof.vulndb.cyclonedx import sbom_with_vulnerabilities
 from kubeproof.vulndb.match import Finding, MatchReport, match_packages
 from kubeproof.vulndb.rescan import RescanReport, record_scan, rescan
 from kubeproof.vulndb.store import SourceStatus, VulnDb, VulnDbError
-from kubeproof.vulndb.vex import Judged, VexError, VexIndex, judge_findings, load_vex
+from kubeproof.vulndb.vex import Judged, judge_findings
 
 STALE_AFTER_DAYS = 7
 
@@ -62,25 +63,6 @@ def _image_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _vex_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--vex",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="OpenVEX document: findings it states not_affected or fixed are reported as "
-        "excepted (never hidden); repeatable",
-    )
-
-
-def _vex_index(arguments: argparse.Namespace) -> VexIndex:
-    """The --vex documents, read before anything else: a bad file fails fast."""
-    try:
-        return VexIndex(load_vex(arguments.vex))
-    except VexError as error:
-        raise UsageError(f"--vex {error}") from None
-
-
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "image",
@@ -103,7 +85,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="no network: registry images only from the SBOM cache by digest",
     )
-    _vex_argument(scan)
+    add_vex_argument(scan)
     add_vulndb_argument(scan)
     scan.set_defaults(run=run_scan)
     sbom = actions.add_parser("sbom", help="CycloneDX 1.6 SBOM of an image")
@@ -125,7 +107,7 @@ def register(commands: Any) -> None:
         help="only images not matched since the database was last updated",
     )
     again.add_argument("-o", "--format", choices=("table", "json"), default="table")
-    _vex_argument(again)
+    add_vex_argument(again)
     add_vulndb_argument(again)
     again.set_defaults(run=run_rescan)
 
@@ -165,7 +147,7 @@ def run_sbom(arguments: argparse.Namespace) -> int:
 
 
 def run_scan(arguments: argparse.Namespace) -> int:
-    vex = _vex_index(arguments)
+    vex = vex_index(arguments)
     try:
         # The database first: no point downloading an image that cannot be matched.
         with VulnDb(vulndb_path(arguments)) as db:
@@ -330,7 +312,7 @@ def print_table(
 
 
 def run_rescan(arguments: argparse.Namespace) -> int:
-    vex = _vex_index(arguments)
+    vex = vex_index(arguments)
     try:
         with VulnDb(vulndb_path(arguments)) as db:
             result = rescan(db, since_update=arguments.since_update, vex=vex)

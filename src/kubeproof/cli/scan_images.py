@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubeproof.cli.errors import UsageError
 from kubeproof.cli.inputs import Source
+from kubeproof.cli.vex_options import add_vex_argument, vex_index
 from kubeproof.scan import ScanReport
 
 # Registry, SBOM and database code loads only when --images is given: a plain scan must
@@ -59,6 +60,7 @@ def add_image_arguments(parser: Any) -> None:
         metavar="SECONDS",
         help="with --images: registry timeout per request (default 30)",
     )
+    add_vex_argument(group)
     group.add_argument(
         "--vulndb",
         metavar="PATH",
@@ -90,6 +92,7 @@ def check_image_arguments(arguments: argparse.Namespace) -> None:
     """Before anything is read: image options without --images are a usage error."""
     if arguments.images:
         _pull_options(arguments)
+        vex_index(arguments)  # a bad VEX document fails before anything is read
         return
     given = [
         flag
@@ -98,6 +101,7 @@ def check_image_arguments(arguments: argparse.Namespace) -> None:
             ("--platform", arguments.platform),
             ("--registry-config", arguments.registry_config),
             ("--vulndb", arguments.vulndb),
+            ("--vex", arguments.vex),
         )
         if value
     ]
@@ -130,7 +134,8 @@ def judge_images(arguments: argparse.Namespace, report: ScanReport, source: Sour
     except VulnDbError as error:
         raise UsageError(str(error)) from None
     report.framework = with_image_checks(report.framework)
-    report.results.extend(image_results(images, assessed, report.cluster))
+    vex = vex_index(arguments)
+    report.results.extend(image_results(images, assessed, report.cluster, vex))
     readable = sum(1 for a in assessed.values() if a.error is None)
     report.scan_facts["images"] = {"read": readable, "unreadable": len(assessed) - readable}
     report.scan_facts["vulnerabilityDatabase"] = database_facts(databases, options.offline)

@@ -26,6 +26,7 @@ from kubeproof.images.assess import ImageAssessment
 from kubeproof.images.running import ContainerUse, ImagesInUse
 from kubeproof.model import CheckSpec, Result, Severity, Status, Subject
 from kubeproof.vulndb.match import Finding
+from kubeproof.vulndb.vex import Judged, VexIndex, judge_findings
 
 SCANNED = "image.vulnerabilities"
 NEWLY_DISCLOSED = "image.newly-disclosed"
@@ -134,9 +135,13 @@ def vulnerable_subject(subject: Subject, finding: Finding) -> Subject:
 
 
 def image_results(
-    images: ImagesInUse, assessed: dict[str, ImageAssessment], cluster: str = "manifests"
+    images: ImagesInUse,
+    assessed: dict[str, ImageAssessment],
+    cluster: str = "manifests",
+    vex: VexIndex | None = None,
 ) -> list[Result]:
-    """Results for every container that runs an assessed image, in a stable order."""
+    """Results for every container that runs an assessed image, in a stable order; a
+    vulnerability an OpenVEX statement says does not affect the image is `excepted`."""
     specs = image_checks()
     results: dict[tuple[str, Subject], Result] = {}
     if images.unseen is not None:
@@ -162,7 +167,7 @@ def image_results(
                 vulnerable.add(use.subject)
             else:
                 scanned.setdefault(use.subject, []).append(verdict)
-            for result in _vulnerabilities(specs, use, assessment):
+            for result in _vulnerabilities(specs, use, assessment, vex):
                 key = (result.check.id, result.subject)
                 if key in results:  # the same package and advisory in another image it runs
                     results[key].extra["images"].extend(result.extra["images"])
@@ -238,7 +243,10 @@ def _image_facts(assessment: ImageAssessment) -> dict[str, Any]:
 
 
 def _vulnerabilities(
-    specs: dict[str, CheckSpec], use: ContainerUse, assessment: ImageAssessment
+    specs: dict[str, CheckSpec],
+    use: ContainerUse,
+    assessment: ImageAssessment,
+    vex: VexIndex | None,
 ) -> Iterable[Result]:
     if assessment.report is None:
         return
@@ -246,7 +254,14 @@ def _vulnerabilities(
     for finding in assessment.report.findings:
         key = (finding.package.type, finding.package.name, finding.advisory_id)
         by_package.setdefault(key, []).append(finding)
-    for findings in by_package.values():
+    contents = assessment.scanned.contents if assessment.scanned else None
+    firsts = [findings[0] for findings in by_package.values()]
+    judged = (
+        judge_findings(firsts, contents, vex)
+        if vex is not None and vex.statements and contents is not None
+        else [Judged(finding, Status.FAIL) for finding in firsts]
+    )
+    for findings, verdict in zip(by_package.values(), judged, strict=True):
         finding = findings[0]
         severity = advisory_severity(finding.severity)
         spec = specs[VULNERABILITY.format(severity.value if severity else UNRATED)]
@@ -275,18 +290,24 @@ def _vulnerabilities(
             f"{assessment.reference}: {finding.advisory_id}{aliases}, "
             f"{finding.severity or 'unrated'}; {fixed}"
         )
-        yield Result(spec, Status.FAIL, subject, message, use.location, use.path, extra=details)
+        if verdict.vex is not None:
+            details["vex"] = verdict.vex
+        reason = verdict.reason
+        yield Result(
+            spec, verdict.status, subject, message, use.location, use.path, reason, details
+        )
         if details["newly_disclosed"]:
             published = (finding.published or "unknown")[:10]
             seen = first_seen.strftime("%Y-%m-%d") if first_seen else "unknown"
             yield Result(
                 specs[NEWLY_DISCLOSED],
-                Status.FAIL,
+                verdict.status,
                 subject,
                 f"{finding.advisory_id} on {finding.package.name} {finding.package.version}, "
                 f"published {published}, first seen by kubeproof on this unchanged image "
                 f"{seen}",
                 use.location,
                 use.path,
-                extra={**details, "images": list(details["images"])},
+                reason,
+                {**details, "images": list(details["images"])},
             )
