@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from trestle.oscal.assessment_results import AssessmentResults
 
 from databases import Database
+from databases import query as sql
 from kubeproof import frameworks
 from kubeproof.cli.main import main
 from kubeproof.store.db import open_store, parse_url
@@ -43,15 +44,6 @@ def history(
     finally:
         store.close()
     yield database
-
-
-def sql(url: str, statement: str) -> list[Any]:
-    engine = create_engine(parse_url(url))
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(text(statement)))
-    finally:
-        engine.dispose()
 
 
 def report(

@@ -66,11 +66,14 @@ def _period(arguments: argparse.Namespace) -> Period:
 
 def _options(arguments: argparse.Namespace, period: Period, store_url: str) -> Options:
     from kubeproof import frameworks
+    from kubeproof.images.judge import with_image_checks
     from kubeproof.period.query import Options
     from kubeproof.store.findings import SlaError, parse_sla
 
     try:
-        framework = frameworks.load(arguments.framework)
+        # Image checks join the framework so that periods scanned with --images show them
+        # under their criteria (and periods without say there was no such evidence).
+        framework = with_image_checks(frameworks.load(arguments.framework))
     except frameworks.UnknownFramework as error:
         raise UsageError(str(error.args[0])) from None
     try:
@@ -153,11 +156,19 @@ def _write(
 def _summary(report: PeriodReport, format_: str, output: Path, rows: int | None) -> None:
     period = f"{report.period.first_day.isoformat()} to {report.period.last_day.isoformat()}"
     if report.empty:
-        print(
-            f"kubeproof: no scans recorded from {period}: wrote an empty {format_} report to "
-            f"{output}",
-            file=sys.stderr,
-        )
+        held = _besides_scans(report)
+        if held:
+            print(
+                f"kubeproof: no scans recorded from {period}: wrote the {format_} report of "
+                f"{held} to {output}",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"kubeproof: no scans recorded from {period}: wrote an empty {format_} "
+                f"report to {output}",
+                file=sys.stderr,
+            )
         return
     written = f" ({rows} result rows)" if rows is not None else ""
     ledger = ""
@@ -169,3 +180,18 @@ def _summary(report: PeriodReport, format_: str, output: Path, rows: int | None)
         f"{len(report.missing_days)} days without a scan{ledger}",
         file=sys.stderr,
     )
+
+
+def _besides_scans(report: PeriodReport) -> str:
+    """What the period holds other than scans ("3 admission decisions and 2 audit
+    detections"); "" when nothing: a report without scans is not empty then."""
+    held = []
+    if report.admission is not None and not report.admission.empty:
+        held.append(f"{report.admission.decisions} admission decisions")
+    detections = report.detections
+    if detections is not None and not detections.empty:
+        held.append(f"{detections.detections} audit detections")
+    if detections is not None and detections.monitored:
+        covered = len(detections.days) - len(detections.unmonitored_days)
+        held.append(f"monitoring heartbeats on {covered} days")
+    return " and ".join([", ".join(held[:-1]), held[-1]] if len(held) > 2 else held)

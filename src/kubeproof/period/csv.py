@@ -16,11 +16,15 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
+from kubeproof.period.admission import DECISION_COLUMNS, iter_decisions
+from kubeproof.period.detections import DETECTION_COLUMNS, iter_detections
 from kubeproof.period.model import PeriodReport, pass_rate, time_text
 from kubeproof.period.query import RESULT_COLUMNS, Options, iter_results
 from kubeproof.reports.csv import neutralise
 
 RESULTS, FINDINGS, SCANS, CRITERIA = "results.csv", "findings.csv", "scan_runs.csv", "criteria.csv"
+DECISIONS = "admission_decisions.csv"  # every admission decision of the period (CC6.8)
+DETECTIONS = "detections.csv"  # every audit detection and Falco alert of the period (CC7.2)
 FINDING_COLUMNS = (
     "finding_id",
     "cluster",
@@ -77,11 +81,13 @@ CRITERION_COLUMNS = (
 
 
 def write(report: PeriodReport, session: Session, options: Options, output: Path) -> int:
-    """Write the four CSV files; returns the number of result rows written."""
+    """Write the CSV files; returns the number of result rows written."""
     tables: list[tuple[str, Sequence[str], Iterable[Sequence[Any]]]] = [
         (SCANS, SCAN_COLUMNS, _scan_rows(report)),
         (CRITERIA, CRITERION_COLUMNS, _criterion_rows(report)),
         (FINDINGS, FINDING_COLUMNS, _finding_rows(report)),
+        (DECISIONS, DECISION_COLUMNS, iter_decisions(session, options.period, options.cluster)),
+        (DETECTIONS, DETECTION_COLUMNS, iter_detections(session, options.period, options.cluster)),
         (RESULTS, RESULT_COLUMNS, iter_results(session, options)),
     ]
     written = 0

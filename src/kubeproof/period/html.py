@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from html import escape
 from statistics import median
 
-from kubeproof.period import svg
+from kubeproof.period import admission_html, detections_html, svg
 from kubeproof.period.model import (
     ABSENT,
     CriterionReport,
@@ -80,6 +80,10 @@ def render(report: PeriodReport) -> str:
     if not report.empty:
         body.extend(_criterion(report, c) for c in report.criteria)
         body.append(_workloads(report))
+    if report.admission is not None:
+        body.append(admission_html.section(report.admission))
+    if report.detections is not None:
+        body.append(detections_html.section(report.detections))
     body.append(_appendix(report))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

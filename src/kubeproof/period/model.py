@@ -3,13 +3,24 @@ renders, built once from the evidence store by `kubeproof.period.query`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kubeproof.inventory.selectors import selector_matches
 from kubeproof.model import Subject
-from kubeproof.risk_acceptance import ExceptionSpecError, parse_subject_pattern, subject_namespace
+from kubeproof.risk_acceptance import (
+    ExceptionSpecError,
+    parse_selector,
+    parse_subject_pattern,
+    subject_namespace,
+)
+
+if TYPE_CHECKING:
+    from kubeproof.period.admission import AdmissionEvidence
+    from kubeproof.period.detections import DetectionEvidence
 
 STATUSES = ("pass", "fail", "excepted", "not_evaluated")
 # The order in which a subject's results on one day decide its state that day.
@@ -134,6 +145,9 @@ class FindingItem:
     overdue: bool
     reopened: int
     message: str
+    # Its subject as last seen in a cluster (None when never read from one).
+    uid: str | None = None
+    labels: Mapping[str, str] | None = field(default=None, compare=False, hash=False)
 
     @property
     def subject(self) -> str:
@@ -160,6 +174,21 @@ class CoverageGap:
     results: int
 
 
+def selector_text(selector: Mapping[str, Any] | None) -> str:
+    """A LabelSelector as a reader writes it: `team=payments, tier in (web, api)`."""
+    if not selector:
+        return "(unreadable)"
+    labels = selector.get("matchLabels")
+    parts = [f"{k}={v}" for k, v in sorted(labels.items())] if isinstance(labels, dict) else []
+    expressions = selector.get("matchExpressions")
+    for expression in expressions if isinstance(expressions, list) else []:
+        if isinstance(expression, dict):
+            values = expression.get("values") or []
+            listed = f" ({', '.join(map(str, values))})" if values else ""
+            parts.append(f"{expression.get('key')} {expression.get('operator')}{listed}")
+    return ", ".join(parts) or "(unreadable)"
+
+
 @dataclass(frozen=True)
 class ExceptionInForce:
     """A risk acceptance in force at some moment of the period."""
@@ -174,12 +203,13 @@ class ExceptionInForce:
     expires: datetime | None  # the end of its expiry day, or its revocation if earlier
     granted: datetime | None = None
     revoked: datetime | None = None
+    selector: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def scope(self) -> str:
         parts = [*self.subjects, *(f"namespace {n}" for n in self.namespaces)]
         if self.has_selector:
-            parts.append("a label selector")
+            parts.append(f"label selector {selector_text(self.selector)}")
         return ", ".join(parts) or "every subject"
 
     def covers_check(self, check_id: str) -> bool:
@@ -187,9 +217,12 @@ class ExceptionInForce:
 
     def covers(self, finding: FindingItem) -> bool:
         """Whether it excepts the finding's subject, by the rule a scan applies
-        (kubeproof.risk_acceptance). A label selector cannot be judged from the store (it
-        keeps no labels), so an exception scoped by one is never taken to cover a finding."""
-        if not self.covers_check(finding.check_id) or self.has_selector:
+        (kubeproof.risk_acceptance). A label selector is matched against the labels the
+        store kept for the subject; a subject whose labels the store never saw (recorded
+        before revision 0005) is not taken to be covered by one."""
+        if not self.covers_check(finding.check_id):
+            return False
+        if self.has_selector and not self._selects(finding.labels):
             return False
         subject = Subject(
             "", finding.kind, finding.namespace or None, finding.name, finding.container or None
@@ -202,6 +235,15 @@ class ExceptionInForce:
             return False
         namespace = subject_namespace(subject)
         return not self.namespaces or any(fnmatchcase(namespace, n) for n in self.namespaces)
+
+    def _selects(self, labels: Mapping[str, str] | None) -> bool:
+        if labels is None or self.selector is None:
+            return False
+        try:
+            selector = parse_selector(dict(self.selector), f"exception {self.id} selector")
+        except ExceptionSpecError:  # a row edited by hand: it covers nothing
+            return False
+        return selector_matches(selector, dict(labels))
 
 
 @dataclass
@@ -296,6 +338,10 @@ class PeriodReport:
     exceptions_available: bool
     store: str = ""
     notes: list[str] = field(default_factory=list)
+    # What the admission webhook decided in the period (CC6.8); None: not read.
+    admission: AdmissionEvidence | None = None
+    # Audit detections, Falco alerts and monitoring coverage (CC7.2); None: not read.
+    detections: DetectionEvidence | None = None
 
     @property
     def empty(self) -> bool:
@@ -312,13 +358,17 @@ def time_text(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def finding_dict(item: FindingItem) -> dict[str, Any]:
-    return {
+def finding_dict(
+    item: FindingItem, exceptions: Sequence[ExceptionInForce] | None = None
+) -> dict[str, Any]:
+    data = {
         "id": item.id,
         "cluster": item.cluster,
         "check": item.check_id,
         "severity": item.severity,
         "subject": item.subject,
+        "uid": item.uid,
+        "labels": dict(item.labels) if item.labels is not None else None,
         "state": item.state,
         "firstSeen": time_text(item.first_seen),
         "closedAt": time_text(item.closed_at),
@@ -330,6 +380,9 @@ def finding_dict(item: FindingItem) -> dict[str, Any]:
         "reopened": item.reopened,
         "message": item.message,
     }
+    if exceptions is not None:
+        data["acceptedBy"] = [e.id for e in exceptions if e.covers(item)]
+    return data
 
 
 def as_dict(report: PeriodReport) -> dict[str, Any]:
@@ -375,6 +428,8 @@ def as_dict(report: PeriodReport) -> dict[str, Any]:
         },
         "exceptionsAvailable": report.exceptions_available,
         "notes": report.notes,
+        "admission": None if report.admission is None else report.admission.as_dict(),
+        "detections": None if report.detections is None else report.detections.as_dict(),
     }
 
 
@@ -409,7 +464,7 @@ def _criterion_dict(criterion: CriterionReport) -> dict[str, Any]:
             for c in criterion.checks
         ],
         "weekly": [_week_dict(w) for w in criterion.weekly],
-        "findings": [finding_dict(f) for f in criterion.findings],
+        "findings": [finding_dict(f, criterion.exceptions) for f in criterion.findings],
         "coverageGaps": [
             {"check": g.check_id, "reason": g.reason, "results": g.results} for g in criterion.gaps
         ],

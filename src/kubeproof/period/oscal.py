@@ -3,8 +3,9 @@
 - one observation per check (its population over the period as props; as subjects the
   workloads it found failing),
 - subjects as inventory items in the result's local definitions, identified by their
-  workload identity (cluster, kind, namespace, name: the store keeps no Kubernetes UIDs,
-  because its subjects are stable top-owner identities, not objects that churn),
+  workload identity (cluster, kind, namespace, name) and, where a scan saw them (a
+  cluster always shows them), their Kubernetes UID (a prop, and the item's uuid when it
+  is a valid, unique UUID) and labels (props),
 - one risk per finding open at some time in the period, with its SLA due date as the
   deadline and, where an exception was in force, a risk-log entry for the acceptance,
 - one finding per criterion, satisfied or not-satisfied, tied to its observations and
@@ -15,11 +16,14 @@ evidence agree."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from kubeproof import __version__
+from kubeproof.period import detections_oscal
+from kubeproof.period.admission import CRITERION
 from kubeproof.period.model import (
     CriterionReport,
     ExceptionInForce,
@@ -31,10 +35,18 @@ from kubeproof.period.model import (
 OSCAL_VERSION = "1.1.2"
 NAMESPACE = "urn:kubeproof:oscal"
 _UUID_ROOT = uuid.uuid5(uuid.NAMESPACE_URL, NAMESPACE)
+# OSCAL's UUID datatype (RFC 4122 version 4 or 5): Kubernetes UIDs are version 4 UUIDs.
+_OSCAL_UUID = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[45][0-9A-Fa-f]{3}-[89ABab][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}"
+)
 
 
 def _uuid(*parts: object) -> str:
     return str(uuid.uuid5(_UUID_ROOT, "\x1f".join(str(p) for p in parts)))
+
+
+def _is_uuid(text: str | None) -> bool:
+    return text is not None and _OSCAL_UUID.fullmatch(text) is not None
 
 
 def _prop(name: str, value: object) -> dict[str, str]:
@@ -108,9 +120,71 @@ def _result(report: PeriodReport, document_id: str) -> dict[str, Any]:
         }
     if observations:
         result["observations"] = [o for o, _ in observations.values()]
+    if report.admission is not None and not report.admission.empty:
+        _add_admission(result, report)
+    if report.detections is not None:
+        _relate(
+            result,
+            detections_oscal.CRITERION,
+            detections_oscal.observations(
+                report.detections, report.framework_id, report.generated_at, _uuid, _prop
+            ),
+        )
     if risks:
         result["risks"] = [r for r, _ in risks.values()]
     return result
+
+
+def _add_admission(result: dict[str, Any], report: PeriodReport) -> None:
+    """One observation of the admission webhook's decisions (the preventive side of CC6.8),
+    related to the CC6.8 finding when the framework has one. A period without decisions
+    has none: the HTML and JSON say so."""
+    admission = report.admission
+    assert admission is not None
+    observation_id = _uuid("observation", report.framework_id, "admission-control")
+    answers = ", ".join(f"{n} {a}" for a, n in admission.by_answer.items() if n)
+    denied = "; ".join(f"{rule} {n}" for rule, n in admission.rule_totals("denied"))
+    observation: dict[str, Any] = {
+        "uuid": observation_id,
+        "title": "admission-control",
+        "description": (
+            f"The kubeproof admission webhook decided {admission.decisions} requests on "
+            f"{admission.days} days ({answers}). Denied by rule: {denied or 'none'}."
+        ),
+        "props": [
+            _prop("admission-decisions", admission.decisions),
+            *(_prop(f"admission-{a}", n) for a, n in admission.by_answer.items()),
+            _prop("admission-days", admission.days),
+            _prop("admission-ledger-entries", admission.batches),
+            *(_prop(f"denied-by-{rule}", n) for rule, n in admission.rule_totals("denied")),
+        ],
+        "methods": ["TEST"],
+        "types": ["control-objective"],
+        "collected": time_text(admission.last or report.generated_at),
+        "relevant-evidence": [
+            {
+                "href": "#evidence-ledger",
+                "description": "Admission decisions in the kubeproof evidence store, covered "
+                "by its hash-chained ledger (kubeproof evidence verify).",
+            }
+        ],
+    }
+    result.setdefault("observations", []).append(observation)
+    for finding in result["findings"]:
+        if finding["target"]["target-id"] == control_id(CRITERION):
+            related = finding.setdefault("related-observations", [])
+            related.append({"observation-uuid": observation_id})
+
+
+def _relate(result: dict[str, Any], criterion: str, found: list[dict[str, Any]]) -> None:
+    """Add observations, related from the criterion's finding when the framework has one."""
+    if not found:
+        return
+    result.setdefault("observations", []).extend(found)
+    for finding in result["findings"]:
+        if finding["target"]["target-id"] == control_id(criterion):
+            related = finding.setdefault("related-observations", [])
+            related.extend({"observation-uuid": o["uuid"]} for o in found)
 
 
 def _ledger_props(report: PeriodReport) -> list[dict[str, str]]:
@@ -132,11 +206,16 @@ SubjectKey = tuple[str, str, str, str]  # cluster, kind, namespace, name
 def _subjects(report: PeriodReport) -> dict[SubjectKey, tuple[str, dict[str, Any]]]:
     """The workloads findings name, as inventory items (key -> (uuid, item))."""
     items: dict[SubjectKey, tuple[str, dict[str, Any]]] = {}
+    uid_uses = Counter(
+        {(f.cluster, f.kind, f.namespace, f.name): f.uid for f in report.findings}.values()
+    )
     for finding in report.findings:
         key = (finding.cluster, finding.kind, finding.namespace, finding.name)
         if key in items:
             continue
         item_id = _uuid("subject", *key)
+        if _is_uuid(finding.uid) and uid_uses[finding.uid] == 1:
+            item_id = str(finding.uid).lower()
         identity = (
             f"{finding.kind}/{finding.namespace}/{finding.name}"
             if finding.namespace
@@ -150,6 +229,12 @@ def _subjects(report: PeriodReport) -> dict[SubjectKey, tuple[str, dict[str, Any
         ]
         if finding.namespace:
             props.insert(2, _prop("namespace", finding.namespace))
+        if finding.uid and finding.uid.strip():
+            props.append(_prop("kubernetes-uid", finding.uid.strip()))
+        props.extend(
+            _prop("kubernetes-label", f"{name}={value}".strip())
+            for name, value in sorted((finding.labels or {}).items())
+        )
         items[key] = (
             item_id,
             {

@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session
 
 from kubeproof.frameworks import Framework
 from kubeproof.model import Severity
+from kubeproof.period.admission import load_admission
+from kubeproof.period.detections import load_detections
 from kubeproof.period.model import (
     ABSENT,
     STATE_ORDER,
@@ -61,6 +63,7 @@ from kubeproof.store.schema import (
     ScanCheckCountRow,
     ScanRow,
     ScanSubjectCountRow,
+    SubjectRow,
 )
 
 # Kinds a per-workload timeline is drawn for (the inventory's top owners).
@@ -118,6 +121,8 @@ def load_report(session: Session, options: Options, now: datetime) -> PeriodRepo
         ledger=_verify(session) if options.verify else None,
         exceptions_available=exceptions is not None,
         store=options.store,
+        admission=load_admission(session, period, options.cluster),
+        detections=load_detections(session, period, options.cluster, days, now),
     )
 
 
@@ -293,11 +298,13 @@ def _findings(session: Session, options: Options, now: datetime) -> list[Finding
     for finding_id, at, event in event_rows:
         events[finding_id].append((utc(at), event))
     end = min(period.end, utc(now))
+    identities = _identities(session, {row.subject_id for row in rows.values()})
     items = []
     for finding_id, row in rows.items():
         stood = _state_at(events.get(finding_id, []), period.start)
         if stood is not None:
-            items.append(_finding(row, stood, options.sla, end))
+            uid, labels = identities.get(row.subject_id, (None, None))
+            items.append(_finding(row, stood, options.sla, end, uid, labels))
     return sorted(items, key=lambda f: (f.state != "open", not f.overdue, f.first_seen, f.id))
 
 
@@ -321,11 +328,29 @@ def _state_at(
     return (state, closed_at) if open_in_period else None
 
 
+def _identities(
+    session: Session, subject_ids: set[int]
+) -> dict[int, tuple[str | None, dict[str, str] | None]]:
+    """Each subject's Kubernetes UID and labels as last seen in a cluster (revision 0005)."""
+    found = {}
+    ordered = sorted(subject_ids)
+    for start in range(0, len(ordered), 10_000):  # bounded IN lists
+        chunk = ordered[start : start + 10_000]
+        statement = select(SubjectRow.id, SubjectRow.uid, SubjectRow.labels).where(
+            SubjectRow.id.in_(chunk)
+        )
+        for subject_id, uid, labels in session.execute(statement):
+            found[subject_id] = (uid, labels if isinstance(labels, dict) else None)
+    return found
+
+
 def _finding(
     row: FindingRow,
     stood: tuple[str, datetime | None],
     sla: Mapping[Severity, int],
     end: datetime,
+    uid: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> FindingItem:
     state, closed = stood
     first_seen = utc(row.first_seen)
@@ -355,6 +380,8 @@ def _finding(
         overdue=overdue,
         reopened=row.reopened,
         message=row.message,
+        uid=uid,
+        labels=labels,
     )
 
 
@@ -408,6 +435,7 @@ def _exceptions(session: Session, options: Options) -> list[ExceptionInForce] | 
                 subjects=_texts(row["subjects"]),
                 namespaces=_texts(row["namespaces"]),
                 has_selector=bool(row["selector"]),
+                selector=row["selector"] if isinstance(row["selector"], dict) else None,
                 owner=str(row["owner"]),
                 reason=str(row["reason"]),
                 expires=min(expires, revoked_at) if revoked_at is not None else expires,

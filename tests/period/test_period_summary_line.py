@@ -1,0 +1,63 @@
+"""The line `kubeproof report` ends with: a period without scans but with admission
+decisions is not called empty."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from databases import Database
+from kubeproof.cli.main import main
+from kubeproof.store.db import open_store
+from kubeproof.store.decisions import record_batch
+
+AT = datetime(2026, 2, 3, 9, 0, tzinfo=UTC)
+
+
+def _decision(uid: str) -> dict[str, object]:
+    return {
+        "uid": uid,
+        "decided_at": AT,
+        "username": "deployer",
+        "groups": [],
+        "operation": "CREATE",
+        "api_group": "apps",
+        "kind": "Deployment",
+        "namespace": "shop",
+        "name": f"app-{uid}",
+        "owner_kind": "",
+        "owner_name": "",
+        "images": [],
+        "rules": [{"check": "pss.privileged", "outcome": "fail"}],
+        "decision": "denied",
+        "allowed": False,
+        "mode": "enforce",
+        "dry_run": False,
+        "policy_digest": "e" * 64,
+        "reason": "breaks pss.privileged",
+    }
+
+
+def _summary(
+    database: Database, output: Path, first: str, last: str, capsys: pytest.CaptureFixture[str]
+) -> str:
+    arguments = ["report", "--from", first, "--to", last, "--format", "json"]
+    assert main([*arguments, "--output", str(output), "--db", database.url]) == 0
+    return capsys.readouterr().err
+
+
+def test_a_period_with_decisions_but_no_scans_says_what_it_holds(
+    database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(database.url)
+    rows = [_decision("a"), _decision("b"), _decision("c")]
+    record_batch(store, rows, cluster="prod", webhook="w", recorded_at=AT)
+    store.close()
+    line = _summary(database, tmp_path / "r.json", "2026-02-02", "2026-02-08", capsys)
+    assert "no scans recorded from 2026-02-02 to 2026-02-08" in line
+    assert "report of 3 admission decisions to" in line and "empty" not in line
+    # A period holding nothing at all is still called empty.
+    line = _summary(database, tmp_path / "e.json", "2025-02-02", "2025-02-08", capsys)
+    assert "wrote an empty json report" in line
