@@ -6,11 +6,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from kubeproof import __version__
 from kubeproof.engine import Context, evaluate
 from kubeproof.frameworks import Framework
 from kubeproof.inventory import Coverage, Inventory
+from kubeproof.inventory.security_spec import ApprovedBaselines
 from kubeproof.model import Result, Status, Subject
 from kubeproof.sources.documents import InputError
 
@@ -50,11 +52,16 @@ class ScanReport:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     tool_version: str = __version__
+    # Optional `scan.*` report fields that options add (--images: images, vulnerabilityDatabase).
+    scan_facts: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> list[GroupSummary]:
         by_check: dict[str, Counter[Status]] = {}
-        for result in self.results:
-            by_check.setdefault(result.check.id, Counter())[result.status] += 1
+        # Counted as pairs first: a Counter per result would cost a second on a large scan.
+        for (check_id, status), count in Counter(
+            (r.check.id, r.status) for r in self.results
+        ).items():
+            by_check.setdefault(check_id, Counter())[status] = count
         summaries = []
         for group in self.framework.groups:
             counts: Counter[Status] = Counter()
@@ -76,6 +83,7 @@ def scan_inventory(
     errors: Sequence[InputError] = (),
     sources: Sequence[str] = (),
     files: int = 0,
+    baselines: ApprovedBaselines | None = None,
 ) -> ScanReport:
     report = ScanReport(
         framework=framework,
@@ -88,7 +96,12 @@ def scan_inventory(
         coverage=inventory.coverage,
         pss_version=pss_version,
     )
-    context = Context(inventory, pss_level=framework.pss_level, cluster_name=cluster_name)
+    context = Context(
+        inventory,
+        pss_level=framework.pss_level,
+        cluster_name=cluster_name,
+        baselines=baselines,
+    )
     if pss_version is not None:
         context.pss_version = pss_version
     report.workloads = [

@@ -30,6 +30,7 @@ CHECK_MODULES = (
     "rbac",
     "availability",
     "controlplane",
+    "drift",
 )
 
 SCOPES = frozenset({"container", "workload", "object", "namespace", "cluster"})

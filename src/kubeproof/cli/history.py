@@ -110,6 +110,7 @@ def run_findings(arguments: argparse.Namespace) -> int:
 
 def run_history(arguments: argparse.Namespace) -> int:
     from kubeproof.store.findings import SubjectSyntaxError, parse_subject, subject_history
+    from kubeproof.store.transitions import subject_transitions, transition_dict
 
     try:
         query = parse_subject(arguments.subject)
@@ -121,10 +122,17 @@ def run_history(arguments: argparse.Namespace) -> int:
     try:
         with store.reading() as session:
             history = subject_history(session, query, cluster=arguments.cluster, sla=sla, now=now)
+            moved = [
+                transition_dict(row)
+                for row in subject_transitions(
+                    session, query.kind, query.namespace, query.name, arguments.cluster
+                )
+            ]
             if arguments.format == "json":
-                _print_json(_history_dict(history, now))
+                _print_json({**_history_dict(history, now), "transitions": moved})
             else:
                 _print_history(history, arguments.subject, now)
+                _print_transitions(moved)
     finally:
         store.close()
     return EXIT_CLEAN
@@ -214,6 +222,23 @@ def _print_history(history: SubjectHistory, text: str, now: datetime) -> None:
             )
     headers = ["CHECK", "SEVERITY", "FAILING FROM", "UNTIL", "FOR", "CLOSED AS", "DUE"]
     _print_table(headers, rows)
+
+
+def _print_transitions(moved: list[dict[str, Any]]) -> None:
+    """What `kubeproof agent` saw change, and who changed it when audit data showed it."""
+    if not moved:
+        return
+    print("\ntransitions recorded by kubeproof agent:")
+    rows = []
+    for item in moved:
+        actor = item["changedBy"]
+        who = "-"
+        if actor is not None:
+            where = f" from {actor['sourceIP']}" if actor["sourceIP"] else ""
+            who = f"{actor['user']} ({actor['verb']}{where})"
+        observed = item["observedAt"][:19].replace("T", " ")
+        rows.append([observed, item["transition"], item["check"], item["cause"], who])
+    _print_table(["OBSERVED (UTC)", "TRANSITION", "CHECK", "CAUSE", "CHANGED BY"], rows)
 
 
 def _stretch_cells(stretch: Interval | None, now: datetime) -> list[str]:

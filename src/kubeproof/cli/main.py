@@ -31,6 +31,7 @@ COMMANDS = {
     "webhook": "webhook",
     "audit": "audit",
     "agent": "agent",
+    "baseline": "baseline",
 }
 
 

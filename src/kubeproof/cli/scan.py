@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubeproof import frameworks
-from kubeproof.cli import database
+from kubeproof.cli import database, scan_images
 from kubeproof.cli import exceptions as exceptions_cli
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, EXIT_USAGE, UsageError
 from kubeproof.cli.inputs import add_input_arguments, load_source
 from kubeproof.engine import parse_pss_version
 from kubeproof.model import Severity, Status
-from kubeproof.reports import FORMATS, Renderer, renderers
-from kubeproof.reports.table import TableRenderer
+from kubeproof.reports import FORMATS, Renderer, renderer_for
 from kubeproof.scan import ScanReport, scan_inventory
 
 FAIL_ON = [s.value for s in Severity] + ["none"]
@@ -56,12 +55,14 @@ def register(commands: Any) -> None:
         "(default info: any failure; none: never)",
     )
     database.add_db_argument(parser)
+    database.add_signing_key_argument(parser)
     parser.add_argument(
         "--record",
         action="store_true",
         help="record the scan in the evidence store (implied by --db and $KUBEPROOF_DB)",
     )
     exceptions_cli.add_scan_arguments(parser)
+    scan_images.add_image_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -73,6 +74,7 @@ def run(arguments: argparse.Namespace) -> int:
         raise UsageError(str(error.args[0])) from None
     now = datetime.now(UTC)
     declared = exceptions_cli.declared_exceptions(arguments, now)  # a bad file fails fast
+    scan_images.check_image_arguments(arguments)
     store = database.recording_store(arguments)  # before scanning: a bad --db fails fast
     source = load_source(arguments)
     # The objects live until the process ends: keep the cyclic garbage collector from
@@ -87,7 +89,9 @@ def run(arguments: argparse.Namespace) -> int:
         errors=source.errors,
         sources=source.names,
         files=source.files,
+        baselines=database.approved_baselines(store, source.cluster_name),
     )
+    scan_images.judge_images(arguments, report, source)  # --images: before exceptions apply
     exceptions_cli.apply_to_scan(arguments, report, source.inventory, declared, store, now)
     write_report(report, arguments.format, arguments.output)
     if store is not None:
@@ -112,9 +116,11 @@ def run(arguments: argparse.Namespace) -> int:
 def write_report(report: ScanReport, format_name: str, output: str | None) -> None:
     renderer: Renderer
     if format_name == "table":
+        from kubeproof.reports.table import TableRenderer  # rich: imported only when used
+
         renderer = TableRenderer(color=output is None and sys.stdout.isatty())
     else:
-        renderer = renderers()[format_name]()
+        renderer = renderer_for(format_name)()
     if output is None:
         renderer.write(report, sys.stdout)
         return

@@ -115,6 +115,10 @@ class SubjectRow(Base):
     # Set when a scan that could read the subject's whole kind no longer found it.
     deleted_at: Mapped[datetime | None] = mapped_column(_time())
     deleted_scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    # The top owner's metadata.uid and labels (its own and its pod template's, redacted
+    # like every stored text) as last seen by a scan (revision 0005); None if never seen.
+    uid: Mapped[str | None] = mapped_column(String(NAME))
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class FindingRow(Base):
@@ -176,6 +180,10 @@ class LedgerEntryRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(_time())
     prev_hash: Mapped[str] = mapped_column(String(DIGEST))
     entry_hash: Mapped[str] = mapped_column(String(DIGEST), unique=True)
+    # Ed25519 over the entry hash when a signing key was given (revision 0005): the
+    # signature in hex and the signing key's id (never the key).
+    signature: Mapped[str | None] = mapped_column(String(128))
+    key_id: Mapped[str | None] = mapped_column(String(DIGEST))
 
 
 class LedgerHeadRow(Base):
@@ -256,6 +264,15 @@ class AgentTransitionRow(Base):
     message: Mapped[str] = mapped_column(Text)  # redacted
     cause: Mapped[str] = mapped_column(Text)  # the changed object: Kind/namespace/name
     diff: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # redacted
+    # Who made the change, from the audit event that wrote the cause (revision 0007);
+    # None when no audit data was given or no event matched.
+    actor_user: Mapped[str | None] = mapped_column(Text)
+    actor_verb: Mapped[str | None] = mapped_column(String(20))
+    actor_time: Mapped[datetime | None] = mapped_column(_time())
+    actor_source_ip: Mapped[str | None] = mapped_column(String(64))
+    actor_audit_id: Mapped[str | None] = mapped_column(String(64))
+    # The ledger entry that chains this row (revision 0007; None for rows written before).
+    ledger_seq: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class AgentHeartbeatRow(Base):
@@ -272,6 +289,10 @@ class AgentHeartbeatRow(Base):
     state: Mapped[str] = mapped_column(String(10))  # started | alive | stopped
     interval_s: Mapped[int] = mapped_column(Integer)
     counters: Mapped[dict[str, int]] = mapped_column(JSON)
+    ledger_seq: Mapped[int | None] = mapped_column(Integer, index=True)  # as transitions
+    # Who was alive (revision 0008): the agent, or an audit receiver (`kubeproof audit
+    # follow|serve`), whose heartbeats its `detections` entries chain.
+    component: Mapped[str] = mapped_column(String(10), default="agent", server_default="agent")
 
 
 class ScanCheckCountRow(Base):
@@ -302,3 +323,108 @@ class ScanSubjectCountRow(Base):
     fail: Mapped[int] = mapped_column(Integer)
     not_evaluated: Mapped[int] = mapped_column(Integer)
     excepted: Mapped[int] = mapped_column(Integer)
+
+
+class AdmissionBatchRow(Base):
+    """Admission decisions the webhook recorded together (revision 0006): one ledger entry
+    covers the batch and a digest over every decision in it. The batch names its ledger
+    entry (not the other way round), so the ledger table needs no column per evidence kind."""
+
+    __tablename__ = "admission_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ledger_seq: Mapped[int] = mapped_column(ForeignKey("ledger.seq"), unique=True)
+    cluster: Mapped[str] = mapped_column(String(NAME), index=True)
+    webhook: Mapped[str] = mapped_column(String(NAME))  # the instance that decided
+    recorded_at: Mapped[datetime] = mapped_column(_time())
+    first_decided_at: Mapped[datetime] = mapped_column(_time())
+    last_decided_at: Mapped[datetime] = mapped_column(_time())
+    decisions: Mapped[int] = mapped_column(Integer)
+
+
+class AdmissionDecisionRow(Base):
+    """One admission decision: who asked to do what to which object, the images (by
+    digest where pinned), every rule judged with its outcome, and the answer. Identities
+    and digests only: an object's body is never stored (revision 0006)."""
+
+    __tablename__ = "admission_decisions"
+    __table_args__ = (Index("ix_admission_decisions_decided_at", "decided_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("admission_batches.id"), index=True)
+    uid: Mapped[str] = mapped_column(String(NAME))  # the AdmissionReview request uid
+    decided_at: Mapped[datetime] = mapped_column(_time())
+    username: Mapped[str] = mapped_column(Text)
+    groups: Mapped[list[str]] = mapped_column(JSON)
+    operation: Mapped[str] = mapped_column(String(20))
+    api_group: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(NAME))
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))  # "" when only generateName was set
+    owner_kind: Mapped[str] = mapped_column(String(NAME))  # top owner where known, else ""
+    owner_name: Mapped[str] = mapped_column(String(NAME))
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # {container, image, digest}
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # {check, outcome[, exception]}
+    decision: Mapped[str] = mapped_column(String(20))  # allowed | denied | warned | audited ...
+    allowed: Mapped[bool]
+    mode: Mapped[str] = mapped_column(String(10))
+    dry_run: Mapped[bool]
+    policy_digest: Mapped[str] = mapped_column(String(DIGEST))
+    reason: Mapped[str] = mapped_column(Text)  # redacted
+
+
+class BaselineRow(Base):
+    """An approved baseline of a workload, or its revocation (revision 0007): the
+    security-relevant fields of its pod spec as approved, their digest, who decided, why,
+    and the ledger entry that chains every row of that one decision. Written once; the
+    newest row of a workload says what is approved now."""
+
+    __tablename__ = "baselines"
+    __table_args__ = (Index("ix_baselines_subject", "cluster", "kind", "namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ledger_seq: Mapped[int] = mapped_column(ForeignKey("ledger.seq"), index=True)
+    cluster: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(NAME))
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(10))  # approved | revoked
+    digest: Mapped[str | None] = mapped_column(String(DIGEST))  # of the approved spec
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # redacted; None when revoked
+    decided_by: Mapped[str] = mapped_column(String(NAME))
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(NAME))
+    decided_at: Mapped[datetime] = mapped_column(_time())
+
+
+class DetectionRow(Base):
+    """One audit detection or Falco alert as `kubeproof audit` printed it (revision 0008):
+    the detector, its subject, the evidence key that makes a re-sent batch idempotent, and
+    the redacted evidence. Written once, in batches each chained by one `detections`
+    ledger entry that the row names."""
+
+    __tablename__ = "detections"
+    __table_args__ = (
+        UniqueConstraint("cluster", "detector_id", "evidence_key"),
+        Index("ix_detections_cluster_observed", "cluster", "observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ledger_seq: Mapped[int] = mapped_column(ForeignKey("ledger.seq"), index=True)
+    cluster: Mapped[str] = mapped_column(String(NAME))
+    source: Mapped[str] = mapped_column(String(10))  # audit | falco
+    detector_id: Mapped[str] = mapped_column(String(100))
+    severity: Mapped[str] = mapped_column(String(10))
+    criteria: Mapped[list[str]] = mapped_column(JSON)
+    api_version: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(NAME))  # User, ServiceAccount, a workload, Node
+    namespace: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    container: Mapped[str] = mapped_column(String(NAME))
+    fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT))
+    evidence_key: Mapped[str] = mapped_column(String(NAME))  # first audit ID, or Falco's key
+    observed_at: Mapped[datetime] = mapped_column(_time())  # the first matching event
+    received_at: Mapped[datetime] = mapped_column(_time())  # when kubeproof saw it
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)  # redacted, as printed
+    message: Mapped[str] = mapped_column(Text)  # redacted
+    run_id: Mapped[str] = mapped_column(String(36))  # the receiver run that recorded it
