@@ -12,6 +12,7 @@ kubeproof's redaction, so a credential pasted into an image reference is not sto
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +43,7 @@ def security_spec(workload: Workload) -> dict[str, Any]:
             "securityContext": _normalised_context(container.security_context),
             "ports": sorted(
                 (_port(p) for p in as_list(spec.get("ports"))),
-                key=lambda p: orjson.dumps(p, option=orjson.OPT_SORT_KEYS),
+                key=_canonical,
             ),
         }
     return {
@@ -64,9 +65,18 @@ def security_spec(workload: Workload) -> dict[str, Any]:
     }
 
 
+def _canonical(value: Any) -> bytes:
+    """Canonical JSON (sorted keys). orjson refuses integers beyond 64 bits, which a
+    hostile manifest may hold; the standard library writes them."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
 def spec_digest(spec: Mapping[str, Any]) -> str:
     """SHA-256 over the spec's canonical JSON (sorted keys)."""
-    return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(_canonical(spec)).hexdigest()
 
 
 def spec_changes(approved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -170,4 +180,4 @@ def _shown(value: Any) -> str:
         return "(none)"
     if isinstance(value, str):
         return value
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return _canonical(value).decode()
