@@ -15,19 +15,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import exc, insert
+from sqlalchemy import exc
 
+from kubeproof.agent.attribution import NO_ACTOR
 from kubeproof.agent.reevaluate import Transition, judged_diff
 from kubeproof.agent.state import Change
 from kubeproof.inventory import Inventory
 from kubeproof.redaction import redact
 from kubeproof.scan import ScanReport
 from kubeproof.store.db import Store, describe
-from kubeproof.store.record import Recorded, present_subjects, record_scan
-from kubeproof.store.schema import AgentHeartbeatRow, AgentTransitionRow, table_of
+from kubeproof.store.ledger import LedgerError
+from kubeproof.store.monitoring import write_monitoring
+from kubeproof.store.record import Recorded, present_subjects, record_scan, subject_identities
 
 MAX_PENDING = 100_000
-STORE_ERRORS = (exc.SQLAlchemyError, OSError)
+# A damaged ledger (its head row gone) is reported and retried like an unreachable store.
+STORE_ERRORS = (exc.SQLAlchemyError, OSError, LedgerError)
 
 
 FULL_EVALUATION = "full evaluation"  # the cause of a transition no single change explains
@@ -39,9 +42,12 @@ def transition_row(
     cluster: str,
     run_id: str,
     observed_at: datetime,
+    *,
+    why: str = "",
 ) -> dict[str, Any]:
     """A transition as a row; `cause` is the object change that moved it (None when a
-    full evaluation found it)."""
+    full evaluation or `why`, such as a baseline decision, did). Who made the change is
+    filled in later, when audit data shows it."""
     result = transition.result
     subject = result.subject
     return {
@@ -60,8 +66,9 @@ def transition_row(
         "status_before": transition.before.value if transition.before else None,
         "status_after": transition.after.value if transition.after else None,
         "message": redact(result.message),
-        "cause": str(cause.current.subject) if cause else FULL_EVALUATION,
+        "cause": str(cause.current.subject) if cause else why or FULL_EVALUATION,
         "diff": (judged_diff(cause.before, cause.after) or None) if cause else None,
+        **NO_ACTOR,
     }
 
 
@@ -117,10 +124,8 @@ class AgentRecorder:
         transitions = [{**row, "recorded_at": now} for row in self._transitions]
         try:
             with self.store.writing() as session:
-                if transitions:
-                    session.execute(insert(table_of(AgentTransitionRow)), transitions)
-                if self._heartbeats:
-                    session.execute(insert(table_of(AgentHeartbeatRow)), self._heartbeats)
+                # One ledger entry chains the batch: `evidence verify` covers monitoring.
+                write_monitoring(session, transitions, self._heartbeats, now)
         except STORE_ERRORS as error:
             self._failed("record transitions", error)
             return False
@@ -133,7 +138,11 @@ class AgentRecorder:
         """A scan in the store as `kubeproof scan --db` records it; None on failure."""
         try:
             return record_scan(
-                self.store, report, cluster=self.cluster, present=present_subjects(inventory)
+                self.store,
+                report,
+                cluster=self.cluster,
+                present=present_subjects(inventory),
+                identities=subject_identities(inventory),
             )
         except STORE_ERRORS as error:
             self._failed("record a scan", error)

@@ -19,7 +19,7 @@ from kubeproof.agent.state import Change, ObjectCache
 from kubeproof.checks.registry import Check
 from kubeproof.engine import WORKLOAD_KINDS, Context, evaluate
 from kubeproof.inventory import K8sObject
-from kubeproof.model import Result, Status, Subject
+from kubeproof.model import CheckSpec, Result, Status, Subject
 from kubeproof.redaction import redact, redact_data
 
 RBAC_KINDS = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
@@ -141,57 +141,99 @@ class Transition:
     after: Status | None
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the last judgement said of one (check, subject): far smaller than its Result,
+    since the agent holds one for every check on every subject."""
+
+    check: CheckSpec
+    subject: Subject
+    status: Status
+    message: str | None  # kept only while failing: "changed" compares it, rows quote it
+
+    def result(self) -> Result:
+        """The verdict as a result, for the row of a transition it is the last word of
+        (a passing one says what the check's title says)."""
+        return Result(self.check, self.status, self.subject, self.message or self.check.title)
+
+
 def diff_verdicts(
     plan: Plan,
-    verdicts: Mapping[str, Result],
+    verdicts: Mapping[str, Verdict],
     fresh: Sequence[Result],
     present: Any,
 ) -> list[Transition]:
     """What moved between the known verdicts of the plan's slice and the fresh ones.
     `present(subject)` says whether the subject still exists (gone: deleted)."""
-    old = {fp: r for fp, r in verdicts.items() if plan.covers(r.check.id, r.subject)}
-    new = {r.fingerprint: r for r in fresh}
+    old = {fp: v for fp, v in verdicts.items() if plan.covers(v.check.id, v.subject)}
+    return diff_slices(old, {r.fingerprint: r for r in fresh}, present)
+
+
+def diff_slices(
+    old: Mapping[str, Verdict], new: Mapping[str, Result | Verdict], present: Any
+) -> list[Transition]:
+    """What moved between two judgements of the same slice of verdicts."""
     transitions = []
-    for fingerprint, result in new.items():
+    for fingerprint, judged in new.items():
         before = old.get(fingerprint)
         before_status = before.status if before else None
-        if result.status is Status.FAIL:
+        if judged.status is Status.FAIL:
             if before_status is not Status.FAIL:
                 transitions.append(
-                    Transition(FAILING, fingerprint, result, before_status, result.status)
+                    Transition(FAILING, fingerprint, _result(judged), before_status, Status.FAIL)
                 )
-            elif before is not None and before.message != result.message:
+            elif before is not None and before.message != judged.message:
                 transitions.append(
-                    Transition(CHANGED, fingerprint, result, before_status, result.status)
+                    Transition(CHANGED, fingerprint, _result(judged), before_status, Status.FAIL)
                 )
-        elif before_status is Status.FAIL and result.status is Status.PASS:
+        elif before_status is Status.FAIL and judged.status is Status.PASS:
             transitions.append(
-                Transition(RESOLVED, fingerprint, result, before_status, Status.PASS)
+                Transition(RESOLVED, fingerprint, _result(judged), before_status, Status.PASS)
             )
-    for fingerprint, before in old.items():
-        if fingerprint in new or before.status is not Status.FAIL:
+    for fingerprint, gone_verdict in old.items():
+        if fingerprint in new or gone_verdict.status is not Status.FAIL:
             continue
-        gone = not present(before.subject)
+        gone = not present(gone_verdict.subject)
         transitions.append(
-            Transition(DELETED if gone else RESOLVED, fingerprint, before, Status.FAIL, None)
+            Transition(
+                DELETED if gone else RESOLVED,
+                fingerprint,
+                gone_verdict.result(),
+                Status.FAIL,
+                None,
+            )
         )
     return transitions
 
 
-def apply_verdicts(plan: Plan, verdicts: dict[str, Result], fresh: Sequence[Result]) -> None:
-    """Replace the plan's slice of the known verdicts with the fresh ones."""
-    for fingerprint in [fp for fp, r in verdicts.items() if plan.covers(r.check.id, r.subject)]:
+def _result(judged: Result | Verdict) -> Result:
+    return judged if isinstance(judged, Result) else judged.result()
+
+
+def apply_verdicts(plan: Plan, verdicts: dict[str, Verdict], fresh: Sequence[Result]) -> set[str]:
+    """Replace the plan's slice of the known verdicts with the fresh ones; the
+    fingerprints of both (what this judgement spoke for)."""
+    stale = [fp for fp, v in verdicts.items() if plan.covers(v.check.id, v.subject)]
+    for fingerprint in stale:
         del verdicts[fingerprint]
-    verdicts.update(verdicts_of(fresh))
+    judged = verdicts_of(fresh)
+    verdicts.update(judged)
+    return set(stale) | judged.keys()
 
 
-def verdicts_of(results: Iterable[Result]) -> dict[str, Result]:
-    """One result per fingerprint; a failure wins over any other status."""
-    verdicts: dict[str, Result] = {}
+def verdicts_of(results: Iterable[Result]) -> dict[str, Verdict]:
+    """One verdict per fingerprint; a failure wins over any other status. Subjects are
+    shared between the verdicts of one subject (many checks judge each)."""
+    verdicts: dict[str, Verdict] = {}
+    subjects: dict[Subject, Subject] = {}
     for result in results:
-        known = verdicts.get(result.fingerprint)
+        fingerprint = result.fingerprint
+        known = verdicts.get(fingerprint)
         if known is None or (result.status is Status.FAIL and known.status is not Status.FAIL):
-            verdicts[result.fingerprint] = result
+            subject = subjects.setdefault(result.subject, result.subject)
+            failing = result.status is Status.FAIL
+            message = result.message if failing else None
+            verdicts[fingerprint] = Verdict(result.check, subject, result.status, message)
     return verdicts
 
 

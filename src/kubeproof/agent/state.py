@@ -113,6 +113,12 @@ class ObjectCache:
         """An inventory over the cached objects (or a subset), with the cache's coverage."""
         return Inventory(self if objects is None else objects, coverage=self.coverage)
 
+    def snapshot(self) -> Inventory:
+        """An inventory over the objects cached now, with a copy of the coverage: later
+        changes replace objects in the cache, never edit them, so it stays as it is."""
+        coverage = Coverage(self.coverage.complete_by_default, dict(self.coverage.kinds))
+        return Inventory(list(self), coverage=coverage)
+
     def top_owner(self, obj: K8sObject) -> K8sObject:
         """The controller at the top of an object's ownerReferences, as far as the cache
         knows it: a Pod folds into its ReplicaSet, which folds into its Deployment."""

@@ -7,11 +7,12 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from kubeproof import frameworks
-from kubeproof.cli import database
+from kubeproof.cli import agent_monitoring, database
 from kubeproof.cli.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -39,6 +40,7 @@ def register(commands: Any) -> None:
         "rescans. Runs until SIGTERM or SIGINT. See docs/agent.md.",
     )
     database.add_db_argument(parser)
+    database.add_signing_key_argument(parser)
     parser.add_argument(
         "--kubeconfig",
         metavar="PATH",
@@ -88,6 +90,22 @@ def register(commands: Any) -> None:
         help="ask the API server to end each watch after this; it is reopened from where "
         "it left off (default 5m)",
     )
+    parser.add_argument(
+        "--audit-log",
+        type=Path,
+        metavar="FILE",
+        help="the API server's audit log (followed across rotation): each transition "
+        "records who made the change (user, verb, time, source IP)",
+    )
+    parser.add_argument(
+        "--audit-wait",
+        type=duration,
+        default=1.0,
+        metavar="DURATION",
+        help="with --audit-log: how long a transition waits for its audit event before it "
+        "is recorded without one (default 1s)",
+    )
+    agent_monitoring.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -109,8 +127,10 @@ def run(arguments: argparse.Namespace) -> int:
     cluster = arguments.cluster_name or connection.cluster_name
     if not cluster.strip():
         raise UsageError("--cluster-name must not be empty")
+    if arguments.audit_log is not None and not arguments.audit_log.is_file():
+        raise UsageError(f"--audit-log {arguments.audit_log}: not a readable file")
     try:
-        store = open_store(arguments.db)
+        store = open_store(arguments.db, signing_key=arguments.signing_key)
     except StoreError as error:
         raise UsageError(str(error)) from None
     options = AgentOptions(
@@ -118,6 +138,8 @@ def run(arguments: argparse.Namespace) -> int:
         heartbeat_interval_s=arguments.heartbeat_interval,
         settle_s=arguments.settle_interval,
         watch_timeout_s=max(int(arguments.watch_timeout), 1),
+        audit_log=arguments.audit_log,
+        audit_wait_s=arguments.audit_wait,
     )
     stop = threading.Event()
 
@@ -127,6 +149,7 @@ def run(arguments: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     agent = Agent(connection, store, framework, cluster, options)
+    monitoring = agent_monitoring.start(arguments, agent)
     try:
         return agent.run(stop)
     except ClusterError as error:
@@ -134,4 +157,5 @@ def run(arguments: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        monitoring.close()
         store.close()

@@ -4,9 +4,11 @@ ledger entry, all in one transaction (everything lands or nothing does)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import insert
@@ -15,10 +17,11 @@ from kubeproof.frameworks import Framework
 from kubeproof.inventory import Inventory
 from kubeproof.model import Result, Status, Subject
 from kubeproof.redaction import redact, redact_data
+from kubeproof.risk_acceptance import labels_by_object
 from kubeproof.scan import ScanReport
 from kubeproof.store import ledger
 from kubeproof.store.db import Store
-from kubeproof.store.lifecycle import SubjectKey, apply_scan, as_subject_key
+from kubeproof.store.lifecycle import SubjectIdentity, SubjectKey, apply_scan, as_subject_key
 from kubeproof.store.schema import (
     ResultRow,
     ScanCheckCountRow,
@@ -29,6 +32,38 @@ from kubeproof.store.schema import (
 from kubeproof.store.summaries import check_counts, subject_counts
 
 NOT_EVALUATED = Status.NOT_EVALUATED.value
+FAILED = Status.FAIL.value
+# What summaries and finding lifecycles read of a result that does not fail (a failing
+# one opens or updates a finding: all of it is kept).
+_KEPT = ("fingerprint", "check_id", "status", "reason", "kind", "namespace", "name")
+_KEPT_FAILING = (*_KEPT, "severity", "container", "message")
+_CHUNK = 5000  # results inserted per statement
+_SORT_PREFIX = 80  # bytes of a result's canonical line that order it (its fingerprint first)
+
+
+def _results_digest(
+    rows: Iterable[Mapping[str, Any]], row_at: Callable[[int], Mapping[str, Any]]
+) -> str:
+    """ledger.results_digest, without holding every line at once (with their details, a
+    large scan's lines take hundreds of MB): the lines are ordered by their first bytes,
+    which start with the fingerprint, the few that share them by the whole line, then
+    made again one at a time (`row_at(index)`) to be hashed in that order."""
+    keys = sorted((_line(row)[:_SORT_PREFIX], index) for index, row in enumerate(rows))
+    digest = hashlib.sha256()
+    start = 0
+    while start < len(keys):
+        end = start + 1
+        while end < len(keys) and keys[end][0] == keys[start][0]:
+            end += 1
+        for line in sorted(_line(row_at(index)) for _, index in keys[start:end]):
+            digest.update(line)
+            digest.update(b"\n")
+        start = end
+    return digest.hexdigest()
+
+
+def _line(row: Mapping[str, Any]) -> bytes:
+    return ledger.canonical_json([row[name] for name in ledger.RESULT_FIELDS])
 
 
 @dataclass(frozen=True)
@@ -121,6 +156,24 @@ def present_subjects(inventory: Inventory) -> list[Subject]:
     return subjects
 
 
+def subject_identities(inventory: Inventory) -> dict[SubjectKey, SubjectIdentity]:
+    """The Kubernetes UID and labels of every object that has them (objects read from a
+    cluster do), keyed like subjects: a workload's results find its top owner's. The labels
+    are those a label-selector exception matches (the object's and its pod template's),
+    redacted like any stored text: a label is not meant to hold a secret, but one might."""
+    labels_of = labels_by_object(inventory)
+    identities = {}
+    for obj in inventory:
+        subject = obj.subject
+        key = as_subject_key(subject.kind, subject.namespace, subject.name)
+        uid, labels = obj.uid, labels_of.get(key)
+        if uid or labels:
+            identities[key] = SubjectIdentity(
+                redact(uid) if uid else None, redact_data(labels or {})
+            )
+    return identities
+
+
 def record_scan(
     store: Store,
     report: ScanReport,
@@ -128,30 +181,50 @@ def record_scan(
     cluster: str,
     present: Iterable[Subject] = (),
     recorded_at: datetime | None = None,
+    identities: Mapping[SubjectKey, SubjectIdentity] | None = None,
 ) -> Recorded:
     """Record `report` as a scan of `cluster`. `present` lists every subject the source
     showed (present_subjects(inventory)), so that a subject without results in this framework
-    is not taken for deleted."""
+    is not taken for deleted; `identities` (subject_identities(inventory)) their UIDs and
+    labels."""
     memo: dict[str, str] = {}
-    rows = [result_values(result, memo) for result in report.results]
-    digest = ledger.results_digest(rows)
+    kept: list[dict[str, Any]] = []  # of each result, what summaries and findings read
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for result in report.results:
+            row = result_values(result, memo)
+            fields = _KEPT_FAILING if row["status"] == FAILED else _KEPT
+            kept.append({name: row[name] for name in fields})
+            yield row
+
+    digest = _results_digest(rows(), lambda index: result_values(report.results[index], memo))
     values = scan_values(report, cluster, recorded_at or datetime.now(UTC))
     seen: set[SubjectKey] = {as_subject_key(s.kind, s.namespace, s.name) for s in present}
     checks_run = frozenset(check.id for check in report.framework.checks)
+    # Derived summaries the period report reads instead of every result; worked out before
+    # the transaction, which (on SQLite) holds the whole database while it lasts.
+    check_rows, subject_rows = check_counts(kept, 0), subject_counts(kept, 0)
     with store.writing() as session:
-        head = ledger.lock_head(session)  # first: whoever holds it records next
         scan = ScanRow(**values)
         session.add(scan)
         session.flush()
-        for row in rows:
+        for row in (*check_rows, *subject_rows):
             row["scan_id"] = scan.id
-        if rows:
+        results = iter(report.results)
+        while chunk := list(islice(results, _CHUNK)):
             # Core, not the ORM's bulk path: several times faster for plain rows.
-            session.execute(insert(table_of(ResultRow)), rows)
-            # Derived summaries the period report reads instead of every result.
-            session.execute(insert(table_of(ScanCheckCountRow)), check_counts(rows, scan.id))
-            session.execute(insert(table_of(ScanSubjectCountRow)), subject_counts(rows, scan.id))
-        changes = apply_scan(session, scan, rows, report.coverage, checks_run, seen)
+            rows_of_chunk = [{**result_values(r, memo), "scan_id": scan.id} for r in chunk]
+            session.execute(insert(table_of(ResultRow)), rows_of_chunk)
+        if kept:
+            session.execute(insert(table_of(ScanCheckCountRow)), check_rows)
+            session.execute(insert(table_of(ScanSubjectCountRow)), subject_rows)
+        # Locked only now: the results above are this transaction's own rows, and every
+        # other writer (the agent's transitions) appends behind whoever holds the head.
+        # Findings and the ledger entry are decided under it, one scan at a time.
+        head = ledger.lock_head(session)
+        changes = apply_scan(
+            session, scan, kept, report.coverage, checks_run, seen, identities or {}
+        )
         content = ledger.scan_content({"id": scan.id, **values}, digest)
         entry = ledger.append(
             session, head, ledger.SCAN_ENTRY, content, values["recorded_at"], scan.id
@@ -160,7 +233,7 @@ def record_scan(
             scan_id=scan.id,
             ledger_seq=entry.seq,
             ledger_hash=entry.entry_hash,
-            results=len(rows),
+            results=len(kept),
             opened=changes.opened,
             reopened=changes.reopened,
             resolved=changes.resolved,
