@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -158,3 +159,47 @@ def test_parse_event_rejects_malformed_lines(line: bytes) -> None:
 def test_parse_event_accepts_events_and_bookmarks() -> None:
     assert parse_event(_line("ADDED", _config_map("a", "1"))) is not None
     assert parse_event(b'{"type": "BOOKMARK", "object": {"metadata": {}}}') is not None
+
+
+def test_a_forbidden_kind_is_asked_again_rarely_or_on_a_full_rescan() -> None:
+    """Hammering a kind the identity may not read fills the audit log with 403s (and looks
+    like reconnaissance): a forbidden list is retried after minutes, or on a relist."""
+    lists: list[str] = []
+
+    class Forbidden(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            lists.append(self.path)
+            payload = b'{"kind": "Status", "apiVersion": "v1", "code": 403, "message": "no"}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    connection = ClusterConnection(f"http://{host!s}:{port}", "fake", None, "test")
+    resource = Resource(KindSpec("Secret", ""), "v1", "secrets")
+    out: queue.Queue[Message] = queue.Queue()
+    stop = threading.Event()
+    watcher = KindWatcher(ApiClient(connection), resource, out, stop, Counters())
+    watcher.start()
+    try:
+        first = out.get(timeout=10)
+        assert isinstance(first, Listed) and first.state == "forbidden"
+        time.sleep(4)  # the exponential backoff alone would have asked twice more by now
+        assert len(lists) == 1
+        watcher.request_relist()
+        again = out.get(timeout=10)
+        assert isinstance(again, Listed) and again.state == "forbidden"
+        assert len(lists) == 2
+    finally:
+        stop.set()
+        watcher.close()
+        watcher.join(timeout=10)
+        server.shutdown()
+        server.server_close()

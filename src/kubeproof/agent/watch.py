@@ -44,6 +44,9 @@ WATCH_TIMEOUT_S = 300  # the server ends each watch after this; the watcher reop
 METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 30.0
+# Permissions rarely change: asking again for a forbidden kind every few seconds would only
+# fill the audit log with 403s (and look like reconnaissance to audit.forbidden-burst).
+FORBIDDEN_RETRY_S = 300.0
 EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 # A bookmark or event can be late; a silent socket longer than this is a dead one.
 READ_SLACK_S = 30.0
@@ -141,6 +144,7 @@ class KindWatcher(threading.Thread):
         self._timeout_s = watch_timeout_s
         self._version = ""
         self._relist_requested = threading.Event()
+        self._forbidden = False
         self._response: http.client.HTTPResponse | None = None
         self._lock = threading.Lock()
 
@@ -159,7 +163,10 @@ class KindWatcher(threading.Thread):
                     self._relist()
                 if not self._version:  # the kind could not be read: try again later
                     failures += 1
-                    self._stop_event.wait(backoff(failures) * 4)
+                    wait = backoff(failures) * 4
+                    if self._forbidden:
+                        wait = FORBIDDEN_RETRY_S * random.uniform(0.9, 1.1)
+                    self._wait_or_relist(wait)
                     continue
                 if self._watch():
                     failures = 0
@@ -181,6 +188,15 @@ class KindWatcher(threading.Thread):
                     self._counters.add("relists")
                     self._version = ""
                 self._stop_event.wait(backoff(failures))
+
+    def _wait_or_relist(self, seconds: float) -> None:
+        # A full rescan asks every kind again, a forbidden one included, without waiting.
+        deadline = time.monotonic() + seconds
+        while not self._stop_event.is_set() and not self._relist_requested.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._stop_event.wait(min(remaining, 1.0))
 
     def request_relist(self) -> None:
         """List the kind again (a full rescan), then watch from that list."""
@@ -207,8 +223,10 @@ class KindWatcher(threading.Thread):
                 version, detail = listed.resource_version, ""
         except ApiError as error:
             state = {403: "forbidden", 404: "not_served"}.get(error.status, "error")
+            self._forbidden = state == "forbidden"
             self._out.put(Listed(self.kind, [], state, error.detail))
             return
+        self._forbidden = False
         self._version = version
         self._out.put(Listed(self.kind, objects, "listed", detail))
 
