@@ -13,6 +13,7 @@ from typing import Any
 
 from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.inventory.objects import as_dict, as_list, as_str
+from kubeproof.inventory.owners import top_owner
 from kubeproof.sources.cluster import SOURCE
 
 ObjectKey = tuple[str | None, str]  # namespace, name
@@ -122,20 +123,7 @@ class ObjectCache:
     def top_owner(self, obj: K8sObject) -> K8sObject:
         """The controller at the top of an object's ownerReferences, as far as the cache
         knows it: a Pod folds into its ReplicaSet, which folds into its Deployment."""
-        seen = {id(obj)}
-        current = obj
-        while True:
-            owner = None
-            for ref in as_list(current.metadata.get("ownerReferences")):
-                ref = as_dict(ref)
-                uid = as_str(ref.get("uid"))
-                if ref.get("controller") is True and uid:
-                    owner = self._by_uid.get(uid)
-                    break
-            if owner is None or id(owner) in seen:
-                return current
-            seen.add(id(owner))
-            current = owner
+        return top_owner(obj, self._by_uid)
 
     def pending_owner(self, obj: K8sObject, kinds: frozenset[str]) -> tuple[str, str, str] | None:
         """(kind, namespace, name) of a controller of one of `kinds` that owns `obj` but
