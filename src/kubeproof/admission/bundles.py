@@ -149,7 +149,7 @@ def parse_bundle(data: bytes) -> Bundle:
         raise _unverifiable("not a JSON object")
     media_type = document.get("mediaType")
     if not is_bundle_type(media_type):
-        raise _unverifiable(f"unknown bundle media type {_shown(media_type)}")
+        raise _unverifiable(f"unknown bundle media type {shown(media_type)}")
     material = _object(document.get("verificationMaterial"), "verificationMaterial")
     certificate = _leaf_certificate(material)
     hint: str | None = None
@@ -190,7 +190,7 @@ def _message_signature(value: dict[str, Any]) -> MessageSignature:
     algorithm = digest.get("algorithm")
     if not isinstance(algorithm, str) or algorithm not in _HASHES:
         raise _unverifiable(
-            f"messageSignature.messageDigest.algorithm {_shown(algorithm)} is not "
+            f"messageSignature.messageDigest.algorithm {shown(algorithm)} is not "
             f"one of {', '.join(_HASHES)}"
         )
     return MessageSignature(
@@ -236,7 +236,7 @@ def _base64(value: Any, where: str) -> bytes:
         raise _unverifiable(f"{where} is not base64") from None
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """An attacker-chosen value, short enough to quote in a message."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -343,8 +343,7 @@ def _verifies_prehashed(
 def _verify_envelope(envelope: Envelope, digest: str, keys: tuple[TrustedKey, ...]) -> TrustedKey:
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise _unverifiable(
-            f"dsseEnvelope.payloadType {_shown(envelope.payload_type)} is not "
-            f"{IN_TOTO_PAYLOAD_TYPE}"
+            f"dsseEnvelope.payloadType {shown(envelope.payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}"
         )
     signed = pae(envelope.payload_type, envelope.payload)
     signer = next(

@@ -49,6 +49,7 @@ from kubeproof.admission.bundles import (
     MessageSignature,
     PublicKey,
     key_verifies,
+    shown,
     verify_content,
 )
 from kubeproof.admission.trustroot import (
@@ -56,7 +57,6 @@ from kubeproof.admission.trustroot import (
     KeylessTrust,
     TransparencyLog,
     TrustedRoot,
-    shown,
 )
 
 FULCIO_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw UTF-8, deprecated

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kubeproof.admission.bundles import PublicKey
+from kubeproof.admission.bundles import PublicKey, shown
 
 MAX_TRUSTED_ROOT_BYTES = 1024 * 1024
 _ROOT_FIELDS = frozenset(
@@ -256,8 +256,3 @@ def _base64(value: Any, where: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise TrustedRootProblem(f"{where} is not base64") from None
-
-
-def shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
