@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from fake_credentials import FAKES
+from kubeproof import redaction
 from kubeproof.redaction import (
     CredentialKind,
+    CredentialMatch,
     NameStrength,
     find_credentials,
     is_inert,
@@ -308,3 +310,92 @@ def test_hostile_text_takes_linear_time(text: str) -> None:
     redact(text)
     find_credentials("db_password", text)
     assert time.perf_counter() - start < 15
+
+
+# The settings scanners reject keys without a secret-sounding stem inside the regular
+# expression. The plain patterns below, filtered by the stem test afterwards, are the
+# reference they must agree with on any text.
+_REFERENCE_SETTING_PATTERNS = (
+    re.compile(
+        r"(?<![A-Za-z0-9_.])-{0,2}(?P<key>[A-Za-z][A-Za-z0-9_.-]{0,63})"
+        r"[\"']?[ \t]{0,3}[:=][ \t]{0,3}"
+    ),
+    re.compile(
+        r"(?<![A-Za-z0-9_.-])--(?P<key>[A-Za-z][A-Za-z0-9_.-]{0,63})[ \t]{1,3}(?=[^\s\"'&-])"
+    ),
+    re.compile(r"<(?P<key>[A-Za-z][A-Za-z0-9_.-]{0,63})>"),
+)
+
+
+def _reference_setting_matches(text: str) -> list[CredentialMatch]:
+    found = []
+    for pattern in _REFERENCE_SETTING_PATTERNS:
+        xml = pattern is _REFERENCE_SETTING_PATTERNS[2]
+        covered = 0
+        for match in pattern.finditer(text):
+            key = match.group("key")
+            if match.start() < covered or not redaction._may_be_secret_name(key):
+                continue
+            span = redaction._value_span(text, match.end(), xml=xml)
+            if span is None:
+                continue
+            start, end = span
+            if xml and not text.startswith(f"</{key}>", end):
+                continue
+            kind = redaction._named_kind(key, text[start:end])
+            if kind is not None:
+                covered = end
+                found.append(CredentialMatch(kind, start, end))
+    return found
+
+
+_SETTING_PIECES = st.sampled_from(
+    [
+        "password",
+        "PASS",
+        "db_",
+        "x",
+        "api",
+        "Key",
+        "token",
+        "-",
+        "--",
+        "_",
+        ".",
+        ":",
+        "=",
+        " ",
+        "\t",
+        "\n",
+        '"',
+        "'",
+        "<",
+        ">",
+        "</",
+        "/",
+        "hunter2",
+        "s3cr3tValue9",
+        "$(X)",
+        "a" * 70,
+        "db.password: ",
+        "x.token=",
+        "--api-key ",
+        "<auth.pw>",
+        "\u0130",  # İ: lower-cased, it becomes two characters
+        "ab-",
+        "url",
+        "tokenTTL",
+        "pw",
+        "0",
+        "&",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_SETTING_PIECES, max_size=40).map("".join))
+@example("spring.datasource.password: hunter2")
+@example("\u0130" * 20 + "\npw: hunter2\nother: a line long enough to be shifted into")
+@example("a-password: hunter2 --token abcdef <secret>xyz</secret> " + "b" * 70 + "-pw=12345")
+def test_settings_scanners_agree_with_the_plain_patterns(text: str) -> None:
+    assert list(redaction._setting_matches(text)) == _reference_setting_matches(text)
