@@ -19,10 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from fnmatch import fnmatchcase
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from kubeproof.inventory import Inventory
 from kubeproof.inventory.objects import as_dict
@@ -375,15 +374,20 @@ def exception_from_mapping(
 # --- files ------------------------------------------------------------------------------
 
 
-class _ExceptionsLoader(yaml.SafeLoader):
+@cache
+def _exceptions_loader() -> Any:
     """SafeLoader that leaves dates as text: PyYAML's own date parsing raises on
-    `2027-13-01` without saying where, and parse_date names the field."""
+    `2027-13-01` without saying where, and parse_date names the field. Built on first use:
+    a scan without exception files does not import PyYAML."""
+    import yaml
 
+    class ExceptionsLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = {
+            first: [(tag, pattern) for tag, pattern in resolvers if not tag.endswith(":timestamp")]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
 
-_ExceptionsLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if not tag.endswith(":timestamp")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    return ExceptionsLoader
 
 
 def load_exceptions_file(path: str, limits: Limits) -> list[RiskException]:
@@ -395,9 +399,11 @@ def load_exceptions_file(path: str, limits: Limits) -> list[RiskException]:
         raise ExceptionSpecError(f"{path}: cannot read: {error.strerror or error}") from None
     if len(raw) > _FILE_LIMIT:
         raise ExceptionSpecError(f"{path}: larger than {_FILE_LIMIT // 1024} KiB")
+    import yaml
+
     try:
         text = raw.decode("utf-8")
-        data = yaml.load(text, Loader=_ExceptionsLoader)  # a SafeLoader: no arbitrary objects
+        data = yaml.load(text, Loader=_exceptions_loader())  # a SafeLoader: no arbitrary objects
     except UnicodeDecodeError:
         raise ExceptionSpecError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as error:

@@ -155,7 +155,8 @@ def judge_images(arguments: argparse.Namespace, report: ScanReport, source: Sour
 def _pull_secrets(arguments: argparse.Namespace) -> PullSecrets:
     """Secrets are read over the same connection (and identity) the scan used."""
     from kubeproof.images.pull_secrets import PullSecrets
-    from kubeproof.sources.cluster import TIMEOUT_S, ApiClient
+    from kubeproof.sources import REQUEST_TIMEOUT_S
+    from kubeproof.sources.cluster import ApiClient
     from kubeproof.sources.kubeconfig import KubeconfigError, load_connection
 
     try:
@@ -163,7 +164,7 @@ def _pull_secrets(arguments: argparse.Namespace) -> PullSecrets:
     except KubeconfigError as error:
         raise UsageError(str(error)) from None
     connection = connection.with_impersonation(arguments.as_user)
-    timeout = getattr(arguments, "request_timeout", None) or TIMEOUT_S
+    timeout = getattr(arguments, "request_timeout", None) or REQUEST_TIMEOUT_S
     return PullSecrets(ApiClient(connection, timeout_s=timeout))
 
 

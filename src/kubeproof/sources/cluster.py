@@ -36,13 +36,13 @@ from urllib.parse import quote, urlencode
 
 from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.inventory.objects import as_dict, as_list, as_str
+from kubeproof.sources import REQUEST_TIMEOUT_S
 from kubeproof.sources.kubeconfig import ClusterConnection, ssl_context
 
 SOURCE = "cluster"  # obj.extra["source"] for every object read from a cluster
 PAGE_SIZE = 500
 WORKERS = 4
 MAX_REQUESTS_PER_SECOND = 50.0
-TIMEOUT_S = 30.0
 # Retries of one GET: attempts in all, the first backoff (doubling, with jitter, up to the
 # cap), the longest Retry-After honoured, and the time after which no retry starts.
 MAX_ATTEMPTS = 4
@@ -177,7 +177,7 @@ class ApiClient:
         self,
         connection: ClusterConnection,
         *,
-        timeout_s: float = TIMEOUT_S,
+        timeout_s: float = REQUEST_TIMEOUT_S,
         max_requests_per_second: float = MAX_REQUESTS_PER_SECOND,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -211,7 +211,11 @@ class ApiClient:
             attempt += 1
 
     def open_stream(
-        self, path: str, params: dict[str, str], accept: str = "", timeout_s: float = TIMEOUT_S
+        self,
+        path: str,
+        params: dict[str, str],
+        accept: str = "",
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> http.client.HTTPResponse:
         """One GET whose body is read as it arrives (a watch), tried once: the caller reads
         it line by line, closes it, and decides about retrying."""
@@ -530,7 +534,7 @@ def load_cluster(
     specs: Iterable[KindSpec] = SCANNED_KINDS,
     workers: int = WORKERS,
     max_requests_per_second: float = MAX_REQUESTS_PER_SECOND,
-    timeout_s: float = TIMEOUT_S,
+    timeout_s: float = REQUEST_TIMEOUT_S,
     retry: RetryPolicy | None = None,
 ) -> Inventory:
     """Everything the checks read, with per-kind coverage. Raises ClusterError when the

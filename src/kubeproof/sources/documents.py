@@ -17,10 +17,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import yaml
-
-from kubeproof.sources import pyyaml_loader
-
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024  # etcd stores at most 1.5 MiB per object
 MAX_EXPANDED_NODES = 2_000_000  # what aliases may expand a document to
 MAX_DEPTH = 500  # real objects nest a few dozen levels; libyaml's composer recurses in C
@@ -153,7 +149,18 @@ def _may_alias(chunk: str) -> bool:
     return "*" in chunk and "&" in chunk and bool(_ALIAS.search(chunk) and _ANCHOR.search(chunk))
 
 
+def _pyyaml() -> tuple[ModuleType, ModuleType]:
+    """PyYAML and its Kubernetes loader, imported only for the documents that need them
+    (anchors, errors): most scans never do, and importing it costs about 20 ms."""
+    import yaml
+
+    from kubeproof.sources import pyyaml_loader
+
+    return yaml, pyyaml_loader
+
+
 def _load_with_pyyaml(chunk: str, chunk_line: int, line: int, source: str) -> Document | InputError:
+    yaml, pyyaml_loader = _pyyaml()
     if _may_nest_deeply(chunk) and (depth := _depth(chunk)) > MAX_DEPTH:
         return InputError(
             source, f"document nests {depth} levels deep (limit {MAX_DEPTH}); skipped", line
@@ -183,6 +190,7 @@ def _may_nest_deeply(chunk: str) -> bool:
 
 def _depth(chunk: str) -> int:
     """Nesting depth from parser events: libyaml's event parser does not recurse."""
+    yaml, pyyaml_loader = _pyyaml()
     depth = deepest = 0
     try:
         for event in yaml.parse(chunk, Loader=pyyaml_loader.KubernetesLoader):
