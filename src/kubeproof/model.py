@@ -146,3 +146,25 @@ def fingerprint_subject(subject: Subject) -> bytes:
     """A subject's part of the fingerprint, to add to `fingerprint_prefix`."""
     parts = (subject.kind, subject.namespace or "", subject.name, subject.container or "")
     return "\x1f".join(parts).encode("utf-8")
+
+
+class Fingerprints:
+    """`finding_fingerprint` for every result of a report, faster: each check's half is
+    hashed once and each subject's bytes made once. A report's subjects are shared by many
+    results and live as long as it does, so their identity is a safe and cheap key."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, hashlib._Hash] = {}
+        self.subjects: dict[int, bytes] = {}
+
+    def of(self, result: Result) -> str:
+        check_id, subject = result.check.id, result.subject
+        prefix = self.checks.get(check_id)
+        if prefix is None:
+            prefix = self.checks[check_id] = fingerprint_prefix(check_id)
+        part = self.subjects.get(id(subject))
+        if part is None:
+            part = self.subjects[id(subject)] = fingerprint_subject(subject)
+        digest = prefix.copy()
+        digest.update(part)
+        return digest.hexdigest()[:32]

@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubeproof.model import Status, finding_fingerprint
-from kubeproof.reports.csv import COLUMNS, FORMULA_PREFIXES, CsvRenderer, neutralise
+from kubeproof.reports.csv import COLUMNS, FORMULA_PREFIXES, CsvRenderer, field, neutralise
 from kubeproof.scan import ScanReport
 from reports.builders import HOSTILE_MESSAGE, HOSTILE_NAME, mixed_report
 
@@ -144,3 +144,15 @@ def test_no_text_can_start_a_formula(cell: str) -> None:
 def test_empty_scan_is_just_the_header(scan: ScanReport) -> None:
     scan.results = []
     assert CsvRenderer().render(scan) == ",".join(EXPECTED_COLUMNS) + "\r\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(list(',"\r\n\t =+-@a é')), max_size=12), max_size=6)
+)
+def test_fields_are_quoted_exactly_as_the_csv_module_quotes_them(cells: list[str]) -> None:
+    expected = io.StringIO(newline="")
+    csv.writer(expected, dialect="excel", lineterminator="\r\n").writerow(
+        [neutralise(c) for c in [*cells, "end"]]
+    )
+    assert ",".join(field(c) for c in [*cells, "end"]) + "\r\n" == expected.getvalue()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -16,12 +15,11 @@ import orjson
 from kubeproof.frameworks import Framework
 from kubeproof.model import (
     CheckSpec,
+    Fingerprints,
     Location,
     Result,
     Status,
     Subject,
-    fingerprint_prefix,
-    fingerprint_subject,
 )
 from kubeproof.reports.interface import Renderer
 from kubeproof.scan import ScanReport
@@ -211,7 +209,6 @@ class JsonRenderer(Renderer):
 class _CheckText:
     heads: dict[Status, str]  # per status, a result's text up to its subject
     title: str  # a pass's message is its check's title
-    fingerprint: hashlib._Hash  # the check's half of every fingerprint
 
 
 class _ResultLines:
@@ -222,10 +219,11 @@ class _ResultLines:
 
     def __init__(self, groups_of: dict[str, list[str]]) -> None:
         self.encoder = _ResultEncoder(groups_of)
+        self.fingerprints = Fingerprints()
         self.checks: dict[str, _CheckText] = {}
         # A report's subjects and locations are shared by many results and stay alive
         # while it is written, so their identity is a safe and cheap key.
-        self.subjects: dict[int, tuple[str, bytes]] = {}
+        self.subjects: dict[int, str] = {}
         self.locations: dict[int, str] = {}
 
     def _add_check(self, spec: CheckSpec) -> _CheckText:
@@ -244,14 +242,13 @@ class _ResultLines:
             f'{after},"subject":'
             for status in Status
         }
-        check = _CheckText(heads, _dumps(spec.title), fingerprint_prefix(spec.id))
+        check = _CheckText(heads, _dumps(spec.title))
         self.checks[spec.id] = check
         return check
 
-    def _add_subject(self, subject: Subject) -> tuple[str, bytes]:
-        known = (_compact(subject.as_dict()), fingerprint_subject(subject))
-        self.subjects[id(subject)] = known
-        return known
+    def _add_subject(self, subject: Subject) -> str:
+        text = self.subjects[id(subject)] = _compact(subject.as_dict())
+        return text
 
     def _add_location(self, location: Location) -> str:
         text = _compact({"file": location.file, "line": location.line})
@@ -262,16 +259,14 @@ class _ResultLines:
         spec, location, path, reason = result.check, result.location, result.path, result.reason
         check = self.checks.get(spec.id) or self._add_check(spec)
         subject = self.subjects.get(id(result.subject)) or self._add_subject(result.subject)
-        fingerprint = check.fingerprint.copy()
-        fingerprint.update(subject[1])
         place = "null"
         if location is not None:
             place = self.locations.get(id(location)) or self._add_location(location)
         message = check.title if result.message is spec.title else _compact(result.message)
         end = f',"details":{_compact(result.extra)}}}' if result.extra else "}"
         return (
-            f'{check.heads[result.status]}{subject[0]},"fingerprint":"'
-            f'{fingerprint.hexdigest()[:32]}","message":{message},"location":{place},'
+            f'{check.heads[result.status]}{subject},"fingerprint":"'
+            f'{self.fingerprints.of(result)}","message":{message},"location":{place},'
             f'"path":{"null" if path is None else _compact(path)},'
             f'"reason":{"null" if reason is None else _compact(reason)}{end}'
         )
