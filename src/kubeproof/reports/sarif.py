@@ -16,16 +16,20 @@ Input errors and incompletely read kinds become `toolExecutionNotifications`.
 from __future__ import annotations
 
 import copy
-import json
+import gc
+import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
-from kubeproof.model import CheckSpec, Location, Result, Severity, Status
+import orjson
+
+from kubeproof.model import CheckSpec, Fingerprints, Location, Result, Severity, Status
 from kubeproof.reports.interface import Renderer
 from kubeproof.reports.json import groups_by_check, status_counts
 from kubeproof.scan import ScanReport
@@ -199,48 +203,63 @@ def report_specs(report: ScanReport) -> list[CheckSpec]:
 KINDS = {Status.FAIL: "fail", Status.NOT_EVALUATED: "review", Status.EXCEPTED: "notApplicable"}
 
 
-def sarif_result(result: Result, rule_index: int, groups: list[str], base: Path) -> dict[str, Any]:
-    spec = result.check
-    subject = result.subject
-    kind = KINDS[result.status]
-    logical = {
-        "name": subject.container or subject.name,
-        "fullyQualifiedName": str(subject),
-        "kind": "resource",
-    }
-    location: dict[str, Any] = {"logicalLocations": [logical]}
-    if (
-        result.location is not None
-        and (physical := _physical_location(result.location, base)) is not None
-    ):
-        location = {"physicalLocation": physical, **location}
-    entry: dict[str, Any] = {
-        "ruleId": spec.id,
-        "ruleIndex": rule_index,
-        "kind": kind,
-        "level": LEVELS[spec.severity] if kind == "fail" else "none",
-        "message": {"text": f"{subject}: {result.message}"},
-        "locations": [location],
-        "partialFingerprints": {FINGERPRINT_KEY: result.fingerprint},
-        "properties": {
-            "status": result.status.value,
-            "severity": spec.severity.value,
-            "subject": subject.as_dict(),
-            "path": result.path,
-            "reason": result.reason,
-            "criteria": sorted(spec.criteria),
-            "groups": groups,
-        },
-    }
-    if result.status is Status.EXCEPTED:
-        entry["suppressions"] = [
-            {
-                "kind": "external",
-                "status": "accepted",
-                "justification": f"excepted: {result.reason or result.message}",
-            }
-        ]
-    return entry
+class _Results:
+    """SARIF result objects for one report. Rules, groups and each source file's physical
+    location are looked up once, not once per result (a large scan has tens of thousands of
+    findings in some thousands of files)."""
+
+    def __init__(self, report: ScanReport, specs: list[CheckSpec], base: Path) -> None:
+        self.specs = specs
+        self.index = {spec.id: i for i, spec in enumerate(specs)}
+        self.groups_of = groups_by_check(report.framework)
+        self.base = base
+        self.fingerprints = Fingerprints()
+        self.places: dict[Location, dict[str, Any] | None] = {}
+
+    def _physical(self, location: Location) -> dict[str, Any] | None:
+        if location not in self.places:
+            self.places[location] = _physical_location(location, self.base)
+        return self.places[location]
+
+    def entry(self, result: Result) -> dict[str, Any]:
+        spec = result.check
+        subject = result.subject
+        kind = KINDS[result.status]
+        logical = {
+            "name": subject.container or subject.name,
+            "fullyQualifiedName": str(subject),
+            "kind": "resource",
+        }
+        location: dict[str, Any] = {"logicalLocations": [logical]}
+        if result.location is not None and (physical := self._physical(result.location)):
+            location = {"physicalLocation": physical, **location}
+        entry: dict[str, Any] = {
+            "ruleId": spec.id,
+            "ruleIndex": self.index[spec.id],
+            "kind": kind,
+            "level": LEVELS[spec.severity] if kind == "fail" else "none",
+            "message": {"text": f"{subject}: {result.message}"},
+            "locations": [location],
+            "partialFingerprints": {FINGERPRINT_KEY: self.fingerprints.of(result)},
+            "properties": {
+                "status": result.status.value,
+                "severity": spec.severity.value,
+                "subject": subject.as_dict(),
+                "path": result.path,
+                "reason": result.reason,
+                "criteria": sorted(spec.criteria),
+                "groups": self.groups_of.get(spec.id, []),
+            },
+        }
+        if result.status is Status.EXCEPTED:
+            entry["suppressions"] = [
+                {
+                    "kind": "external",
+                    "status": "accepted",
+                    "justification": f"excepted: {result.reason or result.message}",
+                }
+            ]
+        return entry
 
 
 def _error_notification(error: InputError, base: Path) -> dict[str, Any]:
@@ -275,10 +294,17 @@ def _coverage_notifications(report: ScanReport) -> list[dict[str, Any]]:
 
 
 def report_as_sarif(report: ScanReport, base: Path | None = None) -> dict[str, Any]:
-    base = base or Path.cwd()
-    specs = report_specs(report)
-    index = {spec.id: i for i, spec in enumerate(specs)}
-    groups_of = groups_by_check(report.framework)
+    results = _Results(report, report_specs(report), base or Path.cwd())
+    return _document(report, results, [results.entry(r) for r in _reported(report)])
+
+
+def _reported(report: ScanReport) -> Iterator[Result]:
+    return (r for r in report.results if r.status is not Status.PASS)
+
+
+def _document(report: ScanReport, results: _Results, entries: Any) -> dict[str, Any]:
+    """The SARIF log with `entries` as its run's results."""
+    base = results.base
     invocation: dict[str, Any] = {
         "executionSuccessful": True,
         "startTimeUtc": _utc(report.started_at),
@@ -296,7 +322,7 @@ def report_as_sarif(report: ScanReport, base: Path | None = None) -> dict[str, A
                 "name": "kubeproof",
                 "version": report.tool_version,
                 "informationUri": INFORMATION_URI,
-                "rules": [rule(spec) for spec in specs],
+                "rules": [rule(spec) for spec in results.specs],
                 "notifications": copy.deepcopy(NOTIFICATIONS),
             }
         },
@@ -304,11 +330,7 @@ def report_as_sarif(report: ScanReport, base: Path | None = None) -> dict[str, A
         "automationDetails": {"id": f"kubeproof/{framework.id}/"},
         "invocations": [invocation],
         "columnKind": "unicodeCodePoints",
-        "results": [
-            sarif_result(r, index[r.check.id], groups_of.get(r.check.id, []), base)
-            for r in report.results
-            if r.status is not Status.PASS
-        ],
+        "results": entries,
         "properties": {
             "framework": {
                 "id": framework.id,
@@ -323,6 +345,11 @@ def report_as_sarif(report: ScanReport, base: Path | None = None) -> dict[str, A
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
 
 
+# Stands for the results while the rest of the log is serialised around them.
+_RESULTS_MARK = "kubeproof:results"
+_BATCH = 100  # results written at a time: see the JSON report's batches
+
+
 class SarifRenderer(Renderer):
     name = "sarif"
 
@@ -331,4 +358,29 @@ class SarifRenderer(Renderer):
         self.base = base
 
     def render(self, report: ScanReport) -> str:
-        return json.dumps(report_as_sarif(report, self.base), indent=2, ensure_ascii=False) + "\n"
+        buffer = io.StringIO()
+        self.write(report, buffer)
+        return buffer.getvalue()
+
+    def write(self, report: ScanReport, out: TextIO) -> None:
+        """Streamed: the log around the results, then the results a batch at a time."""
+        specs = report_specs(report)
+        results = _Results(report, specs, self.base or Path.cwd())
+        log = orjson.dumps(
+            _document(report, results, _RESULTS_MARK), option=orjson.OPT_INDENT_2
+        ).decode()
+        head, _, tail = log.partition(f'"{_RESULTS_MARK}"')
+        collecting = gc.isenabled()
+        gc.disable()  # short-lived dicts, no cycles: see the JSON report
+        try:
+            out.write(head + "[")
+            separator = "\n"
+            reported = _reported(report)
+            while batch := list(islice(reported, _BATCH)):
+                lines = (orjson.dumps(results.entry(r)).decode() for r in batch)
+                out.write(separator + ",\n".join(lines))
+                separator = ",\n"
+            out.write("\n]" + tail + "\n")
+        finally:
+            if collecting:
+                gc.enable()
