@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubeproof.model import Status
+from kubeproof.reports import junit
 from kubeproof.reports.junit import INPUT_SUITE, JunitRenderer, xml_text
 from kubeproof.scan import ScanReport
 from reports.builders import HOSTILE_NAME, mixed_report, real_report
@@ -144,3 +147,18 @@ def test_results_outside_every_group_are_not_dropped(scan: ScanReport) -> None:
 
 def test_xml_text_replaces_forbidden_characters() -> None:
     assert xml_text("a\x00b\x1fc\td\ne\uffff") == "a\ufffdb\ufffdc\td\ne\ufffd"
+
+
+_HOSTILE_CHARACTERS = st.sampled_from(list("&<>\"'\r\n\t a\x00\x1f\x7fé\ud7ff\ufffe😀"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    # Every element written with text has some.
+    st.text(alphabet=_HOSTILE_CHARACTERS, min_size=1, max_size=12),
+    st.text(alphabet=_HOSTILE_CHARACTERS, max_size=12),
+)
+def test_elements_are_escaped_exactly_as_element_tree_escapes_them(text: str, value: str) -> None:
+    element = ET.Element("failure", {"message": xml_text(value)})
+    element.text = xml_text(text)
+    assert junit._element("failure", text, message=value) == ET.tostring(element, "unicode")

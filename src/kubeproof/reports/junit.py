@@ -15,13 +15,15 @@ same finding evidences each criterion. Written to the widely used Jenkins/Ant di
 
 from __future__ import annotations
 
+import gc
+import io
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
+from typing import TextIO
 
-from kubeproof.model import Result, Status
+from kubeproof.model import Fingerprints, Result, Status
 from kubeproof.reports.interface import Renderer
 from kubeproof.reports.json import groups_by_check
 from kubeproof.scan import GroupSummary, ScanReport
@@ -29,6 +31,7 @@ from kubeproof.sources.documents import InputError
 
 UNGROUPED_SUITE = "ungrouped"
 INPUT_SUITE = "input"
+DECLARATION = "<?xml version='1.0' encoding='utf-8'?>"
 
 # XML 1.0 forbids most control characters even when escaped; hostile object names and
 # messages must not make the report unreadable.
@@ -36,7 +39,48 @@ _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 
 
 def xml_text(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text  # the common case, several times faster to recognise than to search
     return _NOT_XML_CHAR.sub("\ufffd", text)
+
+
+def _escape_text(text: str) -> str:
+    """As ElementTree escapes element text."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _escape_attribute(text: str) -> str:
+    """As ElementTree escapes attribute values: whitespace that attribute-value
+    normalisation would lose becomes character references."""
+    text = _escape_text(text)
+    for character, reference in (
+        ('"', "&quot;"),
+        ("\r", "&#13;"),
+        ("\n", "&#10;"),
+        ("\t", "&#09;"),
+    ):
+        if character in text:
+            text = text.replace(character, reference)
+    return text
+
+
+def _attribute(key: str, value: str) -> str:
+    return f' {key}="{_escape_attribute(xml_text(value))}"'
+
+
+def _tag(name: str, /, end: str = ">", **attributes: str) -> str:
+    """A start tag (or, with end " />", an empty element) with escaped attributes."""
+    return f"<{name}{''.join(_attribute(k, v) for k, v in attributes.items())}{end}"
+
+
+def _element(name: str, text: str, **attributes: str) -> str:
+    return f"{_tag(name, **attributes)}{_escape_text(xml_text(text))}</{name}>"
 
 
 @dataclass
@@ -47,11 +91,7 @@ class _Suite:
     results: list[Result] = field(default_factory=list)
 
 
-def _element(parent: ET.Element, tag: str, **attributes: str) -> ET.Element:
-    return ET.SubElement(parent, tag, {k: xml_text(v) for k, v in attributes.items()})
-
-
-def _failure_text(result: Result) -> str:
+def _failure_text(result: Result, fingerprint: str) -> str:
     spec = result.check
     lines = [
         result.message,
@@ -73,38 +113,60 @@ def _failure_text(result: Result) -> str:
     lines += [
         f"remediation: {spec.remediation}",
         f"criteria: {', '.join(sorted(spec.criteria))}",
-        f"fingerprint: {result.fingerprint}",
+        f"fingerprint: {fingerprint}",
     ]
     return "\n".join(lines)
 
 
-def _testcase(suite: ET.Element, result: Result) -> None:
-    case = _element(
-        suite, "testcase", classname=result.check.id, name=str(result.subject), time="0"
+_CASE = "\n    "  # a test case's indentation; what it holds is indented once more
+
+
+class _Cases:
+    """Test case text. A large scan has hundreds of thousands of results, each in one
+    suite per group of its check, but only ~100 checks and some thousands of subjects: the
+    start of each test case's tag is escaped once per check and subject."""
+
+    def __init__(self) -> None:
+        self.fingerprints = Fingerprints()
+        self.checks: dict[str, str] = {}
+        self.subjects: dict[int, str] = {}  # subjects live as long as the report
+
+    def _start(self, result: Result) -> str:
+        check_id, subject = result.check.id, result.subject
+        classname = self.checks.get(check_id)
+        if classname is None:
+            classname = self.checks[check_id] = _attribute("classname", check_id)
+        name = self.subjects.get(id(subject))
+        if name is None:
+            name = self.subjects[id(subject)] = _attribute("name", str(subject))
+        return f'<testcase{classname}{name} time="0"'
+
+    def text(self, result: Result) -> str:
+        start = self._start(result)
+        status = result.status
+        if status is Status.PASS:
+            return f"{_CASE}{start} />"
+        if status is Status.FAIL:
+            inner = _element(
+                "failure",
+                _failure_text(result, self.fingerprints.of(result)),
+                type=result.check.severity.value,
+                message=result.message,
+            )
+        else:
+            kind = "not_evaluated" if status is Status.NOT_EVALUATED else "excepted"
+            said = "not evaluated" if status is Status.NOT_EVALUATED else "excepted"
+            inner = _tag(
+                "skipped", " />", type=kind, message=f"{said}: {result.reason or result.message}"
+            )
+        return f"{_CASE}{start}>{_CASE}  {inner}{_CASE}</testcase>"
+
+
+def _properties(values: Iterable[tuple[str, str]]) -> str:
+    lines = [_tag("property", " />", name=name, value=value) for name, value in values]
+    return (
+        "\n    <properties>" + "".join(f"\n      {line}" for line in lines) + "\n    </properties>"
     )
-    status = result.status
-    if status is Status.FAIL:
-        failure = _element(
-            case, "failure", type=result.check.severity.value, message=result.message
-        )
-        failure.text = xml_text(_failure_text(result))
-    elif status is Status.NOT_EVALUATED:
-        _element(
-            case,
-            "skipped",
-            type="not_evaluated",
-            message=f"not evaluated: {result.reason or result.message}",
-        )
-    elif status is Status.EXCEPTED:
-        _element(
-            case, "skipped", type="excepted", message=f"excepted: {result.reason or result.message}"
-        )
-
-
-def _properties(suite: ET.Element, values: Iterable[tuple[str, str]]) -> None:
-    properties = _element(suite, "properties")
-    for name, value in values:
-        _element(properties, "property", name=name, value=value)
 
 
 def _suites(report: ScanReport) -> list[_Suite]:
@@ -124,10 +186,14 @@ def _count(results: list[Result], *statuses: Status) -> int:
     return sum(1 for r in results if r.status in statuses)
 
 
-def _add_suite(root: ET.Element, report: ScanReport, suite: _Suite, timestamp: str) -> None:
+_BATCH = 100  # test cases written at a time: see the JSON report's batches
+
+
+def _write_suite(
+    out: TextIO, report: ScanReport, suite: _Suite, timestamp: str, cases: _Cases
+) -> None:
     results = suite.results
-    element = _element(
-        root,
+    start = _tag(
         "testsuite",
         name=f"{suite.id} {suite.title}".strip(),
         id=suite.id,
@@ -147,15 +213,15 @@ def _add_suite(root: ET.Element, report: ScanReport, suite: _Suite, timestamp: s
     ]
     if suite.summary is not None:
         properties += [("verdict", suite.summary.verdict), ("checks", str(suite.summary.checks))]
-    _properties(element, properties)
-    for result in results:
-        _testcase(element, result)
+    out.write(f"\n  {start}{_properties(properties)}")
+    for first in range(0, len(results), _BATCH):
+        out.write("".join(cases.text(r) for r in results[first : first + _BATCH]))
+    out.write("\n  </testsuite>")
 
 
-def _add_input_suite(root: ET.Element, report: ScanReport, timestamp: str) -> None:
+def _input_suite(report: ScanReport, timestamp: str) -> str:
     errors: list[InputError] = report.errors
-    suite = _element(
-        root,
+    start = _tag(
         "testsuite",
         name=f"{INPUT_SUITE} Input that could not be read",
         id=INPUT_SUITE,
@@ -167,12 +233,19 @@ def _add_input_suite(root: ET.Element, report: ScanReport, timestamp: str) -> No
         time="0",
         timestamp=timestamp,
     )
-    _properties(suite, [("framework", report.framework.id)])
+    cases = []
     for error in errors:
         where = f"{error.source}:{error.line}" if error.line else error.source
-        case = _element(suite, "testcase", classname="kubeproof.input", name=where, time="0")
-        failure = _element(case, "error", type="InputError", message=error.message)
-        failure.text = xml_text(f"{error}\nThe objects in it were not evaluated.")
+        case = _tag("testcase", classname="kubeproof.input", name=where, time="0")
+        inner = _element(
+            "error",
+            f"{error}\nThe objects in it were not evaluated.",
+            type="InputError",
+            message=error.message,
+        )
+        cases.append(f"{_CASE}{case}{_CASE}  {inner}{_CASE}</testcase>")
+    properties = _properties([("framework", report.framework.id)])
+    return f"\n  {start}{properties}{''.join(cases)}\n  </testsuite>"
 
 
 def _seconds(report: ScanReport) -> str:
@@ -181,35 +254,45 @@ def _seconds(report: ScanReport) -> str:
     return f"{max((report.finished_at - report.started_at).total_seconds(), 0.0):.3f}"
 
 
-def report_as_junit(report: ScanReport) -> ET.Element:
+def write_junit(report: ScanReport, out: TextIO) -> None:
+    """The report as JUnit XML, streamed: a large scan has hundreds of thousands of test
+    cases, and a document tree of them would take several times the scan's memory."""
     started = report.started_at
     if started.tzinfo is not None:
         started = started.astimezone(UTC).replace(tzinfo=None)
     # JUnit timestamps carry no offset; this one is UTC.
     timestamp = started.replace(microsecond=0).isoformat()
-    suites = _suites(report)
     # Totals count each result once, however many suites it appears in.
-    root = ET.Element(
+    root = _tag(
         "testsuites",
-        {
-            "name": xml_text(f"kubeproof {report.framework.id}"),
-            "tests": str(len(report.results) + len(report.errors)),
-            "failures": str(_count(report.results, Status.FAIL)),
-            "errors": str(len(report.errors)),
-            "time": _seconds(report),
-        },
+        name=f"kubeproof {report.framework.id}",
+        tests=str(len(report.results) + len(report.errors)),
+        failures=str(_count(report.results, Status.FAIL)),
+        errors=str(len(report.errors)),
+        time=_seconds(report),
     )
-    for suite in suites:
-        _add_suite(root, report, suite, timestamp)
+    out.write(f"{DECLARATION}\n{root}")
+    cases = _Cases()
+    for suite in _suites(report):
+        _write_suite(out, report, suite, timestamp, cases)
     if report.errors:
-        _add_input_suite(root, report, timestamp)
-    return root
+        out.write(_input_suite(report, timestamp))
+    out.write("\n</testsuites>\n")
 
 
 class JunitRenderer(Renderer):
     name = "junit"
 
     def render(self, report: ScanReport) -> str:
-        root = report_as_junit(report)
-        ET.indent(root)
-        return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+        buffer = io.StringIO()
+        self.write(report, buffer)
+        return buffer.getvalue()
+
+    def write(self, report: ScanReport, out: TextIO) -> None:
+        collecting = gc.isenabled()
+        gc.disable()  # short-lived strings, no cycles: see the JSON report
+        try:
+            write_junit(report, out)
+        finally:
+            if collecting:
+                gc.enable()
