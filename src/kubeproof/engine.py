@@ -6,13 +6,13 @@ only in where the inventory comes from and where the results go.
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kubeproof.checks.registry import Check, NotApplicable, NotEvaluated, Violation
+from kubeproof.collector import collector_paused
 from kubeproof.inventory import Container, Inventory, Workload
 from kubeproof.inventory.security_spec import ApprovedBaselines
 from kubeproof.inventory.workloads import POD_SPEC_PATHS
@@ -90,21 +90,10 @@ class Context:
         return policy
 
 
+@collector_paused()
 def evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) -> list[Result]:
     """Every check over every subject in its scope. Subjects are walked once each, with all
     their checks, so that each subject's identity and location are built once."""
-    # A large scan makes hundreds of thousands of results and no reference cycles: the
-    # cyclic collector would only walk the growing pile of results again and again.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _evaluate(inventory, checks, context)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _evaluate(inventory: Inventory, checks: Iterable[Check], context: Context) -> list[Result]:
     scoped: dict[str, list[tuple[Check, str | None]]] = defaultdict(list)
     results: list[Result] = []
     add = results.append

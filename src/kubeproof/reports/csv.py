@@ -10,13 +10,13 @@ cells get a leading apostrophe, as OWASP recommends against CSV injection.
 
 from __future__ import annotations
 
-import gc
 import io
 import re
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any, NamedTuple, TextIO
 
+from kubeproof.collector import collector_paused
 from kubeproof.model import CheckSpec, Fingerprints
 from kubeproof.reports.interface import Renderer
 from kubeproof.reports.json import groups_by_check
@@ -141,16 +141,9 @@ class CsvRenderer(Renderer):
         self.write(report, buffer)
         return buffer.getvalue()
 
+    @collector_paused()  # short-lived lines, no cycles
     def write(self, report: ScanReport, out: TextIO) -> None:
         """Streamed, so that a large scan's rows never exist all at once."""
-        # Short-lived lines and no reference cycles: the cyclic collector would only walk
-        # the report's results again and again.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            lines = report_lines(report)
-            while batch := "".join(islice(lines, _BATCH)):
-                out.write(batch)
-        finally:
-            if collecting:
-                gc.enable()
+        lines = report_lines(report)
+        while batch := "".join(islice(lines, _BATCH)):
+            out.write(batch)

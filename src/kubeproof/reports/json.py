@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from kubeproof.collector import collector_paused
 from kubeproof.frameworks import Framework
 from kubeproof.model import (
     CheckSpec,
@@ -182,18 +182,8 @@ class JsonRenderer(Renderer):
         self.write(report, buffer)
         return buffer.getvalue()
 
+    @collector_paused()  # hundreds of thousands of short-lived lines, no cycles
     def write(self, report: ScanReport, out: TextIO) -> None:
-        # Hundreds of thousands of short-lived lines and no reference cycles: the cyclic
-        # collector would only walk the report's results again and again.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            self._write(report, out)
-        finally:
-            if collecting:
-                gc.enable()
-
-    def _write(self, report: ScanReport, out: TextIO) -> None:
         head = _dumps(_head(report), indent=True)
         out.write(head[: head.rindex("}")].rstrip() + ',\n  "results": [')
         lines = _ResultLines(groups_by_check(report.framework))

@@ -15,7 +15,6 @@ same finding evidences each criterion. Written to the widely used Jenkins/Ant di
 
 from __future__ import annotations
 
-import gc
 import io
 import re
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TextIO
 
+from kubeproof.collector import collector_paused
 from kubeproof.model import Fingerprints, Result, Status
 from kubeproof.reports.interface import Renderer
 from kubeproof.reports.json import groups_by_check
@@ -288,11 +288,6 @@ class JunitRenderer(Renderer):
         self.write(report, buffer)
         return buffer.getvalue()
 
+    @collector_paused()  # short-lived strings, no cycles
     def write(self, report: ScanReport, out: TextIO) -> None:
-        collecting = gc.isenabled()
-        gc.disable()  # short-lived strings, no cycles: see the JSON report
-        try:
-            write_junit(report, out)
-        finally:
-            if collecting:
-                gc.enable()
+        write_junit(report, out)

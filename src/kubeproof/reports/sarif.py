@@ -16,7 +16,6 @@ Input errors and incompletely read kinds become `toolExecutionNotifications`.
 from __future__ import annotations
 
 import copy
-import gc
 import io
 import os
 import re
@@ -29,6 +28,7 @@ from urllib.parse import quote
 
 import orjson
 
+from kubeproof.collector import collector_paused
 from kubeproof.model import CheckSpec, Fingerprints, Location, Result, Severity, Status
 from kubeproof.reports.interface import Renderer
 from kubeproof.reports.json import groups_by_check, status_counts
@@ -370,9 +370,7 @@ class SarifRenderer(Renderer):
             _document(report, results, _RESULTS_MARK), option=orjson.OPT_INDENT_2
         ).decode()
         head, _, tail = log.partition(f'"{_RESULTS_MARK}"')
-        collecting = gc.isenabled()
-        gc.disable()  # short-lived dicts, no cycles: see the JSON report
-        try:
+        with collector_paused():  # short-lived dicts, no cycles
             out.write(head + "[")
             separator = "\n"
             reported = _reported(report)
@@ -381,6 +379,3 @@ class SarifRenderer(Renderer):
                 out.write(separator + ",\n".join(lines))
                 separator = ",\n"
             out.write("\n]" + tail + "\n")
-        finally:
-            if collecting:
-                gc.enable()

@@ -8,11 +8,8 @@ stored text and parses it with orjson, and counts the summaries in the same pass
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +17,7 @@ import orjson
 from sqlalchemy import ColumnElement, Text, cast, select
 from sqlalchemy.orm import Session
 
+from kubeproof.collector import collector_paused
 from kubeproof.model import Status
 from kubeproof.store.schema import ResultRow
 from kubeproof.store.summaries import CheckKey, SubjectKey
@@ -48,7 +46,7 @@ def rehash_scan(session: Session, scan_id: int) -> Rehashed:
     from kubeproof.store.ledger import RESULT_FIELDS
 
     statement = select(*_columns()).where(ResultRow.scan_id == scan_id)
-    with _collector_paused():
+    with collector_paused():
         rows = session.connection().execute(statement).all()
         if not rows:
             return Rehashed(hashlib.sha256().hexdigest(), Counter(), {})
@@ -93,17 +91,3 @@ def _counts(
     for (kind, namespace, name, status), count in per_status.items():
         by_subject.setdefault((kind, namespace, name), Counter())[status] += count
     return by_check, by_subject
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Rehashing makes hundreds of thousands of short-lived tuples and no reference
-    cycles; the cyclic garbage collector would walk them over and over for nothing
-    (a fifth of the time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

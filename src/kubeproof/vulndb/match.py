@@ -9,14 +9,13 @@ vulndb.ecosystems' answer (release_ecosystem, kept importable from here)."""
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from kubeproof.collector import collector_paused
 from kubeproof.images.osrelease import OperatingSystem
 from kubeproof.images.packages import Package
 from kubeproof.inventory.objects import as_dict, as_list, as_str
@@ -166,21 +165,6 @@ class _Advisories:
             yield candidate
 
 
-@contextmanager
-def _cycle_collection_paused() -> Iterator[None]:
-    """Matching allocates hundreds of thousands of small objects that live until the
-    report is built (decoded advisories, verdicts, findings) and form no reference
-    cycles; the cyclic garbage collector would walk them again and again as they pile up
-    (a third of the matching time in the benchmark). Paused while matching only."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class Matcher:
     """Matches packages against one database. Where the ecosystem has stored version keys
     (stored_keys) and they came from these version rules, each package's advisories are
@@ -268,7 +252,7 @@ class Matcher:
         return [(ecosystem, name), (base, name)]
 
     def match(self, os: OperatingSystem | None, packages: tuple[Package, ...]) -> MatchReport:
-        with _cycle_collection_paused():
+        with collector_paused():
             return self._match(os, packages)
 
     def _match(self, os: OperatingSystem | None, packages: tuple[Package, ...]) -> MatchReport:
