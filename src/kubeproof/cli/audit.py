@@ -30,6 +30,7 @@ from kubeproof.audit.source import AuditInputError, LogFollower, events_in_file,
 from kubeproof.cli import database
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, UsageError
 from kubeproof.cli.notify_options import add_notify_arguments, notifier_from
+from kubeproof.cli.server_options import add_server_arguments
 from kubeproof.model import Result
 from kubeproof.redaction import redact
 from kubeproof.sources.kubeconfig import IN_CLUSTER_NAME
@@ -99,15 +100,12 @@ def register(commands: Any) -> None:
         "batches on /audit) and for Falco's JSON alerts (/falco), with /metrics. Each "
         "detection is printed as one JSON line, as `follow` does. Stop with Ctrl-C or SIGTERM.",
     )
-    serve.add_argument("--tls-cert", required=True, metavar="FILE", help="serving certificate")
-    serve.add_argument("--tls-key", required=True, metavar="FILE", help="serving private key")
+    add_server_arguments(serve, port=8444)
     serve.add_argument(
         "--client-ca",
         metavar="FILE",
         help="require client certificates signed by this CA (the API server's, Falco's)",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8444, help="port (0: any free port)")
     serve.add_argument(
         "--kubeconfig",
         metavar="PATH",
@@ -236,12 +234,6 @@ def _close_recorder(recorder: DetectionRecorder | None) -> int:
         flush=True,
     )
     return EXIT_CLEAN
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    return int(text)
 
 
 def parse_duration(text: str) -> float:

@@ -25,6 +25,7 @@ from kubeproof.admission.policy import Policy, PolicyError, load_policy
 from kubeproof.admission.server import AdmissionServer, CertificateReloader, TlsError
 from kubeproof.cli import database
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, UsageError
+from kubeproof.cli.server_options import add_server_arguments
 from kubeproof.serving import log_line
 from kubeproof.sources.kubeconfig import IN_CLUSTER_NAME
 from kubeproof.store import ENVIRONMENT_VARIABLE
@@ -39,10 +40,7 @@ def register(commands: Any) -> None:
 
     serve = actions.add_parser("serve", help="serve AdmissionReview over HTTPS")
     serve.add_argument("--policy", required=True, metavar="FILE", help="admission policy YAML")
-    serve.add_argument("--tls-cert", required=True, metavar="FILE", help="serving certificate")
-    serve.add_argument("--tls-key", required=True, metavar="FILE", help="serving private key")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8443, help="port (0: any free port)")
+    add_server_arguments(serve, port=8443)
     serve.add_argument(
         "--namespace-labels",
         action="store_true",
@@ -113,12 +111,6 @@ def register(commands: Any) -> None:
     check = actions.add_parser("check-policy", help="validate a policy file and show it")
     check.add_argument("policy", metavar="FILE")
     check.set_defaults(run=run_check_policy)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    return int(text)
 
 
 MAX_SECONDS = 86_400.0  # a day: beyond that an interval is a mistake, not a setting
