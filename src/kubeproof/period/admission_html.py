@@ -7,6 +7,7 @@ from html import escape
 
 from kubeproof.period.admission import ANSWERS, CRITERION, RULE_ANSWERS, AdmissionEvidence
 from kubeproof.period.model import time_text
+from kubeproof.period.tables import Column, number, table
 
 # Rows of the rule-by-namespace table before pointing at the CSV export.
 TALLIES_SHOWN = 50
@@ -57,9 +58,7 @@ def _by_rule(admission: AdmissionEvidence, answer: str) -> str:
     return (
         f"<h3>Requests {escape(answer)}, by rule</h3>"
         "<p>A request that broke several rules counts once under each.</p>"
-        '<table><colgroup><col style="width:80%"><col style="width:20%"></colgroup>'
-        f"<thead><tr><th>Rule</th><th class='num'>Requests</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        + table(rows, Column("Rule", 80), number("Requests", 20))
     )
 
 
@@ -80,10 +79,14 @@ def _by_namespace(admission: AdmissionEvidence) -> str:
     )
     return (
         "<h3>By rule and namespace</h3>"
-        '<table><colgroup><col style="width:14%"><col style="width:44%"><col style="width:28%">'
-        '<col style="width:14%"></colgroup><thead><tr><th>Answer</th><th>Rule</th>'
-        "<th>Namespace</th><th class='num'>Requests</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>{more}"
+        + table(
+            rows,
+            Column("Answer", 14),
+            Column("Rule", 44),
+            Column("Namespace", 28),
+            number("Requests", 14),
+        )
+        + more
     )
 
 
@@ -98,7 +101,5 @@ def _exceptions(admission: AdmissionEvidence) -> str:
     return (
         "<h3>Exceptions applied at admission</h3><p>Requests admitted although they broke a "
         "rule, because an exception from the store covered it.</p>"
-        '<table><colgroup><col style="width:25%"><col style="width:55%"><col style="width:20%">'
-        "</colgroup><thead><tr><th>Exception</th><th>Rule</th><th class='num'>Requests</th>"
-        f"</tr></thead><tbody>{rows}</tbody></table>"
+        + table(rows, Column("Exception", 25), Column("Rule", 55), number("Requests", 20))
     )

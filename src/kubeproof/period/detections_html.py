@@ -12,6 +12,7 @@ from kubeproof.period.detections import (
     DetectionEvidence,
 )
 from kubeproof.period.model import time_text
+from kubeproof.period.tables import Column, number, table
 
 SUBJECTS_SHOWN = 50
 GAPS_SHOWN = 20
@@ -59,12 +60,13 @@ def _detectors(evidence: DetectionEvidence) -> str:
         f"<td class='num'>{t.subjects:,}</td></tr>"
         for t in evidence.detectors
     )
-    return (
-        "<h3>By detector and severity</h3>"
-        '<table><colgroup><col style="width:46%"><col style="width:14%"><col style="width:12%">'
-        '<col style="width:14%"><col style="width:14%"></colgroup><thead><tr><th>Detector</th>'
-        "<th>Severity</th><th>Source</th><th class='num'>Detections</th>"
-        f"<th class='num'>Subjects</th></tr></thead><tbody>{rows}</tbody></table>"
+    return "<h3>By detector and severity</h3>" + table(
+        rows,
+        Column("Detector", 46),
+        Column("Severity", 14),
+        Column("Source", 12),
+        number("Detections", 14),
+        number("Subjects", 14),
     )
 
 
@@ -85,10 +87,14 @@ def _subjects(evidence: DetectionEvidence) -> str:
     return (
         "<h3>Subjects involved</h3><p>Users and service accounts (audit detections), "
         "workloads and nodes (Falco alerts).</p>"
-        '<table><colgroup><col style="width:40%"><col style="width:12%"><col style="width:34%">'
-        '<col style="width:14%"></colgroup><thead><tr><th>Subject</th><th>Worst</th>'
-        "<th>Detectors</th><th class='num'>Detections</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>{more}"
+        + table(
+            rows,
+            Column("Subject", 40),
+            Column("Worst", 12),
+            Column("Detectors", 34),
+            number("Detections", 14),
+        )
+        + more
     )
 
 
@@ -121,16 +127,22 @@ def _coverage(evidence: DetectionEvidence) -> str:
     gap_table = (
         "<h3>Longest silences</h3><p>Stretches longer than two heartbeat intervals without "
         "a heartbeat (a stop counts).</p>"
-        '<table><thead><tr><th>Monitor</th><th>From</th><th>To</th><th class="num">Hours</th>'
-        f"</tr></thead><tbody>{gap_rows}</tbody></table>"
+        + table(gap_rows, Column("Monitor"), Column("From"), Column("To"), number("Hours"))
         if gap_rows
         else ""
     )
     return (
         "<h3>Monitoring coverage</h3>"
-        '<table><thead><tr><th>Monitor</th><th class="num">Days with heartbeats</th>'
-        '<th class="num">Heartbeats</th><th class="num">Runs</th><th class="num">Silences</th>'
-        f"</tr></thead><tbody>{rows}</tbody></table>{note}{gap_table}"
+        + table(
+            rows,
+            Column("Monitor"),
+            number("Days with heartbeats"),
+            number("Heartbeats"),
+            number("Runs"),
+            number("Silences"),
+        )
+        + note
+        + gap_table
     )
 
 

@@ -17,6 +17,7 @@ from kubeproof.period.model import (
     ScanRun,
     pass_rate,
 )
+from kubeproof.period.tables import Column, number, table
 
 _FRAMEWORK_NAMES = {"soc2": "SOC 2", "cis": "CIS"}
 # Findings listed per criterion before pointing at the CSV export for the rest.
@@ -158,13 +159,17 @@ def _summary(report: PeriodReport) -> str:
         + svg.calendar(report.days, {s.day for s in report.scans}, "Evidence collection by day")
         + svg.weekly_chart(report.weekly, "Pass rate per week, all criteria")
         + "<h3>Criteria</h3>"
-        + '<table><colgroup><col style="width:9%"><col style="width:29%"><col style="width:19%">'
-        + '<col style="width:12%"><col style="width:9%"><col style="width:7%">'
-        + '<col style="width:7%"><col style="width:8%"></colgroup>'
-        + "<thead><tr><th>Criterion</th><th>Title</th><th>Verdict</th>"
-        + "<th class='num'>Results</th><th class='num'>Pass rate</th><th class='num'>Open</th>"
-        + "<th class='num'>SLA missed</th><th class='num'>Days without evidence</th></tr></thead>"
-        + f"<tbody>{rows}</tbody></table>"
+        + table(
+            rows,
+            Column("Criterion", 9),
+            Column("Title", 29),
+            Column("Verdict", 19),
+            number("Results", 12),
+            number("Pass rate", 9),
+            number("Open", 7),
+            number("SLA missed", 7),
+            number("Days without evidence", 8),
+        )
         + "<p class='muted'>Pass rate is passed of judged (pass + fail) results. Verdicts: "
         + "<i>satisfied</i> — every judged result passed and evidence was collected every day; "
         + "<i>exceptions noted</i> — failures or findings open in the period; "
@@ -247,15 +252,16 @@ def _checks_table(criterion: CriterionReport) -> str:
         f"<td class='num'>{c.days}</td></tr>"
         for c in criterion.checks
     )
-    return (
-        "<h3>Checks that evidence it</h3>"
-        '<table><colgroup><col style="width:24%"><col style="width:10%"><col style="width:30%">'
-        '<col style="width:7%"><col style="width:6%"><col style="width:9%"><col style="width:8%">'
-        '<col style="width:6%"></colgroup>'
-        "<thead><tr><th>Check</th><th>Severity</th><th>Why it evidences the criterion</th>"
-        "<th class='num'>Pass</th><th class='num'>Fail</th><th class='num'>Excepted</th>"
-        "<th class='num'>Not eval.</th><th class='num'>Days</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+    return "<h3>Checks that evidence it</h3>" + table(
+        rows,
+        Column("Check", 24),
+        Column("Severity", 10),
+        Column("Why it evidences the criterion", 30),
+        number("Pass", 7),
+        number("Fail", 6),
+        number("Excepted", 9),
+        number("Not eval.", 8),
+        number("Days", 6),
     )
 
 
@@ -281,12 +287,17 @@ def _findings_section(criterion: CriterionReport) -> str:
     )
     return (
         head
-        + '<table><colgroup><col style="width:18%"><col style="width:25%"><col style="width:9%">'
-        '<col style="width:10%"><col style="width:12%"><col style="width:13%">'
-        '<col style="width:13%"></colgroup>'
-        "<thead><tr><th>Check</th><th>Subject</th><th>Severity</th><th>State at end</th>"
-        "<th>First seen</th><th>Due (SLA)</th><th>Closed</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>{tail}"
+        + table(
+            rows,
+            Column("Check", 18),
+            Column("Subject", 25),
+            Column("Severity", 9),
+            Column("State at end", 10),
+            Column("First seen", 12),
+            Column("Due (SLA)", 13),
+            Column("Closed", 13),
+        )
+        + tail
     )
 
 
@@ -326,12 +337,14 @@ def _exceptions_section(criterion: CriterionReport, available: bool) -> str:
         f"{'<br>revoked' if e.revoked else ''}</td></tr>"
         for e in criterion.exceptions
     )
-    return (
-        "<h3>Exceptions in force</h3>"
-        '<table><colgroup><col style="width:9%"><col style="width:18%"><col style="width:20%">'
-        '<col style="width:13%"><col style="width:28%"><col style="width:12%"></colgroup>'
-        "<thead><tr><th>Id</th><th>Checks</th><th>Scope</th><th>Owner</th><th>Reason</th>"
-        f"<th>Expires</th></tr></thead><tbody>{rows}</tbody></table>"
+    return "<h3>Exceptions in force</h3>" + table(
+        rows,
+        Column("Id", 9),
+        Column("Checks", 18),
+        Column("Scope", 20),
+        Column("Owner", 13),
+        Column("Reason", 28),
+        Column("Expires", 12),
     )
 
 
@@ -346,9 +359,12 @@ def _gaps_section(criterion: CriterionReport) -> str:
     return (
         "<h3>Coverage gaps</h3><p>These results could not be judged (not evaluated); they "
         "are not counted as passing.</p>"
-        '<table><colgroup><col style="width:28%"><col style="width:58%"><col style="width:14%">'
-        "</colgroup><thead><tr><th>Check</th><th>Why it could not be judged</th>"
-        f"<th class='num'>Results</th></tr></thead><tbody>{rows}</tbody></table>"
+        + table(
+            rows,
+            Column("Check", 28),
+            Column("Why it could not be judged", 58),
+            number("Results", 14),
+        )
     )
 
 
@@ -369,23 +385,32 @@ def _workloads(report: PeriodReport) -> str:
         f"<p>Each strip runs from {span}; a day's colour is the workload's worst result "
         "that day (failing beats not evaluated beats excepted beats passing).</p>"
         + svg.legend()
-        + '<table><colgroup><col style="width:30%"><col style="width:38%"><col style="width:8%">'
-        '<col style="width:8%"><col style="width:8%"><col style="width:8%"></colgroup>'
-        "<thead><tr><th>Workload</th><th>Timeline</th><th class='num'>Days failing</th>"
-        "<th class='num'>Days passing</th><th class='num'>Days not judged</th>"
-        "<th class='num'>Days without evidence</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></section>"
+        + table(
+            rows,
+            Column("Workload", 30),
+            Column("Timeline", 38),
+            number("Days failing", 8),
+            number("Days passing", 8),
+            number("Days not judged", 8),
+            number("Days without evidence", 8),
+        )
+        + "</section>"
     )
 
 
 def _appendix(report: PeriodReport) -> str:
     rows = "".join(_scan_row(s) for s in report.scans)
-    table = (
-        '<table><colgroup><col style="width:6%"><col style="width:15%"><col style="width:11%">'
-        '<col style="width:9%"><col style="width:9%"><col style="width:14%"><col style="width:36%">'
-        "</colgroup><thead><tr><th>Scan</th><th>Started (UTC)</th><th>Cluster</th>"
-        "<th class='num'>Results</th><th class='num'>Failed</th><th>Coverage</th>"
-        f"<th>Ledger entry and hash</th></tr></thead><tbody>{rows}</tbody></table>"
+    scans = (
+        table(
+            rows,
+            Column("Scan", 6),
+            Column("Started (UTC)", 15),
+            Column("Cluster", 11),
+            number("Results", 9),
+            number("Failed", 9),
+            Column("Coverage", 14),
+            Column("Ledger entry and hash", 36),
+        )
         if report.scans
         else "<p>No scan was recorded in the period.</p>"
     )
@@ -395,7 +420,7 @@ def _appendix(report: PeriodReport) -> str:
         "verify</code> recomputes each entry from the stored scans and results; its result "
         "for the whole store when this report was generated:</p>"
         + _ledger_line(report)
-        + table
+        + scans
         + "</section>"
     )
 
