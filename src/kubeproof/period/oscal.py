@@ -17,7 +17,6 @@ evidence agree."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -31,26 +30,17 @@ from kubeproof.period.model import (
     pass_rate,
     time_text,
 )
+from kubeproof.period.oscal_parts import observation, prop, uuid_of
 
 OSCAL_VERSION = "1.1.2"
-NAMESPACE = "urn:kubeproof:oscal"
-_UUID_ROOT = uuid.uuid5(uuid.NAMESPACE_URL, NAMESPACE)
 # OSCAL's UUID datatype (RFC 4122 version 4 or 5): Kubernetes UIDs are version 4 UUIDs.
 _OSCAL_UUID = re.compile(
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[45][0-9A-Fa-f]{3}-[89ABab][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}"
 )
 
 
-def _uuid(*parts: object) -> str:
-    return str(uuid.uuid5(_UUID_ROOT, "\x1f".join(str(p) for p in parts)))
-
-
 def _is_uuid(text: str | None) -> bool:
     return text is not None and _OSCAL_UUID.fullmatch(text) is not None
-
-
-def _prop(name: str, value: object) -> dict[str, str]:
-    return {"name": name, "ns": NAMESPACE, "value": str(value)}
 
 
 def control_id(criterion: str) -> str:
@@ -60,7 +50,7 @@ def control_id(criterion: str) -> str:
 
 def render(report: PeriodReport) -> dict[str, Any]:
     scope = report.cluster or "all"
-    document_id = _uuid(
+    document_id = uuid_of(
         "assessment-results",
         report.framework_id,
         report.period.first_day,
@@ -77,9 +67,9 @@ def render(report: PeriodReport) -> dict[str, Any]:
                 "last-modified": time_text(report.generated_at),
                 "version": __version__,
                 "oscal-version": OSCAL_VERSION,
-                "props": [_prop("framework", report.framework_id), _prop("scope", scope)],
+                "props": [prop("framework", report.framework_id), prop("scope", scope)],
             },
-            "import-ap": {"href": f"#{_uuid('assessment-plan', document_id)}"},
+            "import-ap": {"href": f"#{uuid_of('assessment-plan', document_id)}"},
             "results": [_result(report, document_id)],
         }
     }
@@ -90,7 +80,7 @@ def _result(report: PeriodReport, document_id: str) -> dict[str, Any]:
     observations = _observations(report, subjects)
     risks = _risks(report, subjects)
     result: dict[str, Any] = {
-        "uuid": _uuid("result", document_id),
+        "uuid": uuid_of("result", document_id),
         "title": f"{report.framework_title}: evidence over the period",
         "description": (
             f"{len(report.scans)} recorded scans with {report.result_count} results between "
@@ -102,9 +92,9 @@ def _result(report: PeriodReport, document_id: str) -> dict[str, Any]:
         "start": time_text(report.period.start),
         "end": time_text(report.period.end),
         "props": [
-            _prop("scans", len(report.scans)),
-            _prop("results", report.result_count),
-            _prop("days-without-scan", len(report.missing_days)),
+            prop("scans", len(report.scans)),
+            prop("results", report.result_count),
+            prop("days-without-scan", len(report.missing_days)),
             *_ledger_props(report),
         ],
         "reviewed-controls": {
@@ -127,7 +117,7 @@ def _result(report: PeriodReport, document_id: str) -> dict[str, Any]:
             result,
             detections_oscal.CRITERION,
             detections_oscal.observations(
-                report.detections, report.framework_id, report.generated_at, _uuid, _prop
+                report.detections, report.framework_id, report.generated_at
             ),
         )
     if risks:
@@ -141,35 +131,26 @@ def _add_admission(result: dict[str, Any], report: PeriodReport) -> None:
     has none: the HTML and JSON say so."""
     admission = report.admission
     assert admission is not None
-    observation_id = _uuid("observation", report.framework_id, "admission-control")
+    observation_id = uuid_of("observation", report.framework_id, "admission-control")
     answers = ", ".join(f"{n} {a}" for a, n in admission.by_answer.items() if n)
     denied = "; ".join(f"{rule} {n}" for rule, n in admission.rule_totals("denied"))
-    observation: dict[str, Any] = {
-        "uuid": observation_id,
-        "title": "admission-control",
-        "description": (
-            f"The kubeproof admission webhook decided {admission.decisions} requests on "
-            f"{admission.days} days ({answers}). Denied by rule: {denied or 'none'}."
-        ),
-        "props": [
-            _prop("admission-decisions", admission.decisions),
-            *(_prop(f"admission-{a}", n) for a, n in admission.by_answer.items()),
-            _prop("admission-days", admission.days),
-            _prop("admission-ledger-entries", admission.batches),
-            *(_prop(f"denied-by-{rule}", n) for rule, n in admission.rule_totals("denied")),
+    made = observation(
+        observation_id,
+        "admission-control",
+        f"The kubeproof admission webhook decided {admission.decisions} requests on "
+        f"{admission.days} days ({answers}). Denied by rule: {denied or 'none'}.",
+        [
+            prop("admission-decisions", admission.decisions),
+            *(prop(f"admission-{a}", n) for a, n in admission.by_answer.items()),
+            prop("admission-days", admission.days),
+            prop("admission-ledger-entries", admission.batches),
+            *(prop(f"denied-by-{rule}", n) for rule, n in admission.rule_totals("denied")),
         ],
-        "methods": ["TEST"],
-        "types": ["control-objective"],
-        "collected": time_text(admission.last or report.generated_at),
-        "relevant-evidence": [
-            {
-                "href": "#evidence-ledger",
-                "description": "Admission decisions in the kubeproof evidence store, covered "
-                "by its hash-chained ledger (kubeproof evidence verify).",
-            }
-        ],
-    }
-    result.setdefault("observations", []).append(observation)
+        finding=False,
+        collected=time_text(admission.last or report.generated_at),
+        evidence="Admission decisions",
+    )
+    result.setdefault("observations", []).append(made)
     for finding in result["findings"]:
         if finding["target"]["target-id"] == control_id(CRITERION):
             related = finding.setdefault("related-observations", [])
@@ -189,14 +170,14 @@ def _relate(result: dict[str, Any], criterion: str, found: list[dict[str, Any]])
 
 def _ledger_props(report: PeriodReport) -> list[dict[str, str]]:
     if report.ledger is None:
-        return [_prop("ledger-verified", "false")]
+        return [prop("ledger-verified", "false")]
     props = [
-        _prop("ledger-intact", str(report.ledger.intact).lower()),
-        _prop("ledger-entries", report.ledger.entries),
-        _prop("ledger-head", report.ledger.head),
+        prop("ledger-intact", str(report.ledger.intact).lower()),
+        prop("ledger-entries", report.ledger.entries),
+        prop("ledger-head", report.ledger.head),
     ]
     if report.ledger.problem:
-        props.append(_prop("ledger-problem", report.ledger.problem))
+        props.append(prop("ledger-problem", report.ledger.problem))
     return props
 
 
@@ -213,7 +194,7 @@ def _subjects(report: PeriodReport) -> dict[SubjectKey, tuple[str, dict[str, Any
         key = (finding.cluster, finding.kind, finding.namespace, finding.name)
         if key in items:
             continue
-        item_id = _uuid("subject", *key)
+        item_id = uuid_of("subject", *key)
         if _is_uuid(finding.uid) and uid_uses[finding.uid] == 1:
             item_id = str(finding.uid).lower()
         identity = (
@@ -222,17 +203,17 @@ def _subjects(report: PeriodReport) -> dict[SubjectKey, tuple[str, dict[str, Any
             else (f"{finding.kind}/{finding.name}")
         )
         props = [
-            _prop("cluster", finding.cluster),
-            _prop("kind", finding.kind),
-            _prop("name", finding.name),
-            _prop("workload-identity", f"{finding.cluster}/{identity}"),
+            prop("cluster", finding.cluster),
+            prop("kind", finding.kind),
+            prop("name", finding.name),
+            prop("workload-identity", f"{finding.cluster}/{identity}"),
         ]
         if finding.namespace:
-            props.insert(2, _prop("namespace", finding.namespace))
+            props.insert(2, prop("namespace", finding.namespace))
         if finding.uid and finding.uid.strip():
-            props.append(_prop("kubernetes-uid", finding.uid.strip()))
+            props.append(prop("kubernetes-uid", finding.uid.strip()))
         props.extend(
-            _prop("kubernetes-label", f"{name}={value}".strip())
+            prop("kubernetes-label", f"{name}={value}".strip())
             for name, value in sorted((finding.labels or {}).items())
         )
         items[key] = (
@@ -261,39 +242,30 @@ def _observations(
         for check in criterion.checks:
             if check.check_id in seen or not sum(check.counts.values()):
                 continue
-            observation_id = _uuid("observation", report.framework_id, check.check_id)
+            observation_id = uuid_of("observation", report.framework_id, check.check_id)
             counts = {
                 s: check.counts.get(s, 0) for s in ("pass", "fail", "excepted", "not_evaluated")
             }
             rate = pass_rate(counts)
-            observation: dict[str, Any] = {
-                "uuid": observation_id,
-                "title": check.check_id,
-                "description": (
-                    f"{check.title}. Evaluated by {check.scans} recorded scans on {check.days} "
-                    f"days: {counts['pass']} pass, {counts['fail']} fail, {counts['excepted']} "
-                    f"excepted, {counts['not_evaluated']} not evaluated."
-                ),
-                "props": [
-                    _prop("check", check.check_id),
-                    _prop("severity", check.severity),
-                    *(_prop(f"results-{s.replace('_', '-')}", n) for s, n in counts.items()),
-                    _prop("scans", check.scans),
-                    _prop("evidence-days", check.days),
+            made = observation(
+                observation_id,
+                check.check_id,
+                f"{check.title}. Evaluated by {check.scans} recorded scans on {check.days} "
+                f"days: {counts['pass']} pass, {counts['fail']} fail, {counts['excepted']} "
+                f"excepted, {counts['not_evaluated']} not evaluated.",
+                [
+                    prop("check", check.check_id),
+                    prop("severity", check.severity),
+                    *(prop(f"results-{s.replace('_', '-')}", n) for s, n in counts.items()),
+                    prop("scans", check.scans),
+                    prop("evidence-days", check.days),
                 ],
-                "methods": ["TEST"],
-                "types": ["finding"] if counts["fail"] else ["control-objective"],
-                "collected": collected,
-                "relevant-evidence": [
-                    {
-                        "href": "#evidence-ledger",
-                        "description": "Scan runs and results in the kubeproof evidence store, "
-                        "covered by its hash-chained ledger (kubeproof evidence verify).",
-                    }
-                ],
-            }
+                finding=bool(counts["fail"]),
+                collected=collected,
+                evidence="Scan runs and results",
+            )
             if rate is not None:
-                observation["props"].append(_prop("pass-rate", f"{rate:.4f}"))
+                made["props"].append(prop("pass-rate", f"{rate:.4f}"))
             refs = [
                 {
                     "subject-uuid": subjects[key][0],
@@ -304,8 +276,8 @@ def _observations(
                 if key in subjects
             ]
             if refs:
-                observation["subjects"] = refs
-            seen[check.check_id] = (observation, observation_id)
+                made["subjects"] = refs
+            seen[check.check_id] = (made, observation_id)
     return seen
 
 
@@ -316,7 +288,7 @@ def _risks(
     exceptions = list({e.id: e for c in report.criteria for e in (c.exceptions or [])}.values())
     risks: dict[int, tuple[dict[str, Any], str]] = {}
     for finding in report.findings:
-        risk_id = _uuid("risk", finding.cluster, finding.id, finding.check_id)
+        risk_id = uuid_of("risk", finding.cluster, finding.id, finding.check_id)
         accepted = [e for e in exceptions if e.covers(finding)]
         status = (
             "risk-accepted"
@@ -335,14 +307,14 @@ def _risks(
                 + "."
             ),
             "props": [
-                _prop("severity", finding.severity),
-                _prop("finding-state", finding.state),
-                _prop("sla-missed", str(finding.overdue).lower()),
-                _prop("reopened", finding.reopened),
+                prop("severity", finding.severity),
+                prop("finding-state", finding.state),
+                prop("sla-missed", str(finding.overdue).lower()),
+                prop("reopened", finding.reopened),
             ],
             "status": status,
             "related-observations": [
-                {"observation-uuid": _uuid("observation", report.framework_id, finding.check_id)}
+                {"observation-uuid": uuid_of("observation", report.framework_id, finding.check_id)}
             ],
         }
         if finding.due is not None:
@@ -355,7 +327,7 @@ def _risks(
 
 def _acceptance(exception: ExceptionInForce, risk_id: str) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "uuid": _uuid("acceptance", risk_id, exception.id),
+        "uuid": uuid_of("acceptance", risk_id, exception.id),
         "title": f"Risk accepted ({exception.id})",
         "description": f"Accepted by {exception.owner} for {exception.scope}: {exception.reason}",
         "start": time_text(exception.granted) or time_text(exception.expires),
@@ -374,7 +346,7 @@ def _finding(
     satisfied = criterion.verdict == "satisfied"
     reason = "pass" if satisfied else "fail" if criterion.verdict == "exceptions noted" else "other"
     finding: dict[str, Any] = {
-        "uuid": _uuid("finding", criterion.id),
+        "uuid": uuid_of("finding", criterion.id),
         "title": f"{criterion.id} {criterion.title}",
         "description": (
             f"Verdict over the period: {criterion.verdict}. {sum(criterion.counts.values())} "
