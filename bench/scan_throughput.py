@@ -4,8 +4,10 @@
     python bench/scan_throughput.py                      # 13,000 resources, kubeproof only
     python bench/scan_throughput.py --peer checkov       # + 2,700 resources, alternating runs
 
-Each run is a fresh `kubeproof scan DIR --format json` process (parse, all checks, report),
-timed by wall clock, with its own peak RSS from wait4. The peer is checkov from its own
+Each run is a fresh `kubeproof scan DIR --format json` process (parse, all checks, report;
+`--format` picks another output), timed by wall clock and by its own CPU time (user +
+system, from wait4, which other work on a shared machine does not inflate as much), with
+its peak RSS. The peer is checkov from its own
 virtual environment (`--checkov PATH`, default bench/.venv-checkov/bin/checkov, created on
 first use), run alternately with kubeproof on the same files so that machine noise hits both.
 """
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,8 +48,14 @@ def generate(resources: int, directory: Path) -> Path:
     return target
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one process."""
+class Run(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # user + system seconds: what the process itself cost, whatever else ran
+    peak: float  # peak RSS, MB
+
+
+def timed(command: list[str]) -> Run:
+    """Wall time, CPU time and peak RSS of one process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -55,7 +64,7 @@ def timed(command: list[str]) -> tuple[float, float]:
     if code not in (0, 1):  # 1: failures found, which is expected
         stderr = process.stderr.read().decode() if process.stderr else ""
         raise SystemExit(f"{command[0]} exited {code}: {stderr[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def compile_bytecode() -> None:
@@ -67,7 +76,7 @@ def compile_bytecode() -> None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", folder], check=True)
 
 
-def kubeproof_command(directory: Path) -> list[str]:
+def kubeproof_command(directory: Path, format_name: str = "json") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -75,7 +84,7 @@ def kubeproof_command(directory: Path) -> list[str]:
         "scan",
         str(directory),
         "--format",
-        "json",
+        format_name,
         "--output",
         os.devnull,
         "--fail-on",
@@ -110,16 +119,20 @@ def ensure_checkov(path: str | None) -> str:
     return str(checkov)
 
 
-def summarise(name: str, runs: list[tuple[float, float]], resources: int) -> float:
-    walls = [w for w, _ in runs]
-    median = statistics.median(walls)
-    peak = max(r for _, r in runs)
+def summarise(name: str, runs: list[Run], resources: int) -> Run:
+    """Prints and returns the medians."""
+    median = Run(*(statistics.median(values) for values in zip(*runs, strict=True)))
     print(
-        f"{name:10} {resources:>7,} resources  median {median:7.2f} s  "
-        f"min {min(walls):7.2f} s  {resources / median:9,.0f} resources/s  "
-        f"peak RSS {peak:6.0f} MB  ({len(runs)} runs)"
+        f"{name:10} {resources:>7,} resources  wall median {median.wall:6.2f} s "
+        f"(min {min(r.wall for r in runs):6.2f})  {resources / median.wall:7,.0f} resources/s  "
+        f"CPU median {median.cpu:6.2f} s ({resources / median.cpu:7,.0f} resources/CPU-s)  "
+        f"peak RSS {max(r.peak for r in runs):4.0f} MB  ({len(runs)} runs)"
     )
     return median
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> int:
@@ -128,27 +141,36 @@ def main() -> int:
     parser.add_argument("--peer", choices=("checkov",), help="also run a peer, alternating")
     parser.add_argument("--peer-resources", type=int, default=2_700)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--peer-runs", type=int, default=3, help="runs of each, alternating")
+    parser.add_argument(
+        "--format", default="json", help="kubeproof's output format (json: every result)"
+    )
     parser.add_argument("--checkov", help="path to a checkov executable")
     parser.add_argument("--workdir", type=Path, help="where generated manifests are kept")
     arguments = parser.parse_args()
 
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="kubeproof-bench-"))
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load_average()}")
     corpus = generate(arguments.resources, workdir)
     compile_bytecode()
-    runs = [timed(kubeproof_command(corpus)) for _ in range(arguments.runs)]
+    command = kubeproof_command(corpus, arguments.format)
+    runs = [timed(command) for _ in range(arguments.runs)]
     summarise("kubeproof", runs, arguments.resources)
 
     if arguments.peer == "checkov":
         checkov = ensure_checkov(arguments.checkov)
         corpus = generate(arguments.peer_resources, workdir)
         ours, theirs = [], []
-        for _ in range(max(1, arguments.runs // 2)):
-            ours.append(timed(kubeproof_command(corpus)))
+        for _ in range(arguments.peer_runs):
+            ours.append(timed(kubeproof_command(corpus, arguments.format)))
             theirs.append(timed(checkov_command(checkov, corpus)))
         mine = summarise("kubeproof", ours, arguments.peer_resources)
         peer = summarise("checkov", theirs, arguments.peer_resources)
-        print(f"kubeproof is {peer / mine:.1f}x faster than checkov on the same files")
+        print(
+            f"kubeproof is {peer.wall / mine.wall:.1f}x faster than checkov on the same files "
+            f"by wall time, {peer.cpu / mine.cpu:.1f}x by CPU time"
+        )
+    print(f"load average at the end {load_average()}")
     if arguments.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
