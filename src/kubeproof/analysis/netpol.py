@@ -11,6 +11,7 @@ must not make a pod look protected.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import defaultdict
@@ -218,25 +219,27 @@ def read_rule(raw: Any, direction: str, index: int, field: str) -> tuple[Rule | 
     if not isinstance(raw, dict):
         return None, f"{field} is not a mapping"
     peers_field = _PEERS_FIELD[direction]
-    for list_field in (peers_field, "ports"):
-        items = raw.get(list_field)
-        if items is not None and not (
-            isinstance(items, list) and all(isinstance(i, dict) for i in items)
-        ):
+    raw_peers, raw_ports = raw.get(peers_field), raw.get("ports")
+    for list_field, items in ((peers_field, raw_peers), ("ports", raw_ports)):
+        if items is not None and not _is_list_of_mappings(items):
             return None, f"{field}.{list_field} is not a list of mappings"
     peers: list[Peer] = []
-    for position, raw_peer in enumerate(raw.get(peers_field) or ()):
+    for position, raw_peer in enumerate(raw_peers or ()):
         peer, problem = read_peer(raw_peer, f"{field}.{peers_field}[{position}]")
         if peer is None:
             return None, problem
         peers.append(peer)
     ports: list[PortRule] = []
-    for position, raw_port in enumerate(raw.get("ports") or ()):
+    for position, raw_port in enumerate(raw_ports or ()):
         port, problem = read_port(raw_port, f"{field}.ports[{position}]")
         if port is None:
             return None, problem
         ports.append(port)
     return Rule(index, tuple(peers) or None, tuple(ports) or None), None
+
+
+def _is_list_of_mappings(items: Any) -> bool:
+    return isinstance(items, list) and all(isinstance(item, dict) for item in items)
 
 
 def read_peer(raw: dict[str, Any], field: str) -> tuple[Peer | None, str | None]:
@@ -267,7 +270,13 @@ def parse_cidr(text: Any) -> IPNetwork | None:
     """A CIDR as the API server validates it (address/prefix, no bits set beyond the prefix),
     or None. Older servers stored CIDRs with host bits; such a legacy policy is read as
     refused, which can only make its pods look more open than they are, never less."""
-    if not isinstance(text, str) or not _CIDR_TEXT.match(text):
+    return _network(text) if isinstance(text, str) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(text: str) -> IPNetwork | None:
+    """Kept across policies: they repeat the same few CIDRs, and parsing one is slow."""
+    if not _CIDR_TEXT.match(text):
         return None
     try:
         return ipaddress.ip_network(text)

@@ -129,6 +129,8 @@ def _strings(raw: dict[str, Any], key: str, where: str, problems: list[str]) -> 
     if not isinstance(value, list):
         problems.append(f"{where}.{key} is not a list")
         return ()
+    if {*map(type, value)} <= {str}:  # the common case, checked without a Python-level loop
+        return tuple(value)
     if not all(isinstance(item, str) for item in value):
         problems.append(f"{where}.{key} has items that are not strings")
     return tuple(item for item in value if isinstance(item, str))

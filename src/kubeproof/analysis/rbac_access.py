@@ -15,6 +15,7 @@ their notes rather than listing them as RBAC grants.
 from __future__ import annotations
 
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -313,24 +314,36 @@ class RbacAccess:
         # resource `/` for non-resource URLs. Exact matching happens afterwards.
         self._by_target: dict[tuple[str, str], list[int]] = defaultdict(list)
         self._unknown: list[ResolvedBinding] = []
+        # Filled on the first who-can question (a scan asks only per-subject ones), under a
+        # lock, as threads may share one analysis.
+        self._rules_indexed = False
+        self._rules_lock = threading.Lock()
         self._by_username: dict[str, list[tuple[ResolvedBinding, RbacSubject]]] = defaultdict(list)
         self._by_group: dict[str, list[tuple[ResolvedBinding, RbacSubject]]] = defaultdict(list)
         for binding in self.bindings:
-            if not binding.subjects:
-                continue
-            if not binding.rules_known:
-                self._unknown.append(binding)
-            key = id(binding.rules)
-            if key not in self._rules:
-                self._rules[key] = binding.rules
-                for target in _targets(binding.rules):
-                    self._by_target[target].append(key)
-            self._by_rules.setdefault(key, defaultdict(list))[binding.namespace].append(binding)
             for subject in binding.subjects:
                 if subject.kind == "Group":
                     self._by_group[subject.name].append((binding, subject))
                 elif subject.username is not None:
                     self._by_username[subject.username].append((binding, subject))
+
+    def _index_rules(self) -> None:
+        with self._rules_lock:
+            if self._rules_indexed:
+                return
+            for binding in self.bindings:
+                if not binding.subjects:
+                    continue
+                if not binding.rules_known:
+                    self._unknown.append(binding)
+                key = id(binding.rules)
+                if key not in self._rules:
+                    self._rules[key] = binding.rules
+                    for target in _targets(binding.rules):
+                        self._by_target[target].append(key)
+                by_namespace = self._by_rules.setdefault(key, defaultdict(list))
+                by_namespace[binding.namespace].append(binding)
+            self._rules_indexed = True
 
     @classmethod
     def of(cls, inventory: Inventory) -> RbacAccess:
@@ -339,6 +352,7 @@ class RbacAccess:
     # -- who can ------------------------------------------------------------------------
 
     def who_can(self, request: AccessRequest) -> WhoCanAnswer:
+        self._index_rules()
         answer = WhoCanAnswer(request, notes=[MASTERS_NOTE])
         namespace = request.namespace if isinstance(request, ResourceRequest) else None
         for key in self._candidate_rules(request):

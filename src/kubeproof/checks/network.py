@@ -6,22 +6,27 @@ kubeproof.analysis.netpol, shared with the reachability analysis.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubeproof.analysis.netpol import (
+    DIRECTIONS,
     EGRESS,
     INGRESS,
+    IPBlock,
     NetworkPolicy,
     Rule,
     SelectorPeer,
-    isolating,
     policies_by_namespace,
     read_policy,
     running_workloads_in,
     runs_pods,
 )
 from kubeproof.analysis.reachability import (
+    Endpoint,
+    PortSet,
     blocks_cover_internet,
     describe_ports,
     endpoint_of,
@@ -105,65 +110,93 @@ def namespace_default_deny_egress(namespace: str, context: Context) -> Iterator[
 
 def _selecting(workload: Workload, context: Context) -> list[NetworkPolicy]:
     """The policies of its namespace that select a workload's pods, in their order. Both
-    directions and `network.policy-selects-no-workload` start from this, so each pod
-    selector is matched against each workload once per scan rather than three times."""
-    answers: dict[int, list[NetworkPolicy]] = context.derived("netpol-selecting", lambda _: {})
-    key = id(workload)
-    if key not in answers:
-        namespace = workload.namespace
-        indexed = context.derived("netpol", policies_by_namespace)
-        by_label, unindexed = context.derived("netpol-by-label", lambda _: _by_label(indexed))
+    directions and `network.policy-selects-no-workload` start from this."""
+    namespace = workload.namespace
+    by_namespace: dict[str, dict[int, list[NetworkPolicy]]] = context.derived(
+        "netpol-selecting", lambda _: {}
+    )
+    selecting = by_namespace.get(namespace)
+    if selecting is None:
+        selecting = by_namespace[namespace] = _match_namespace(namespace, context)
+    found = selecting.get(id(workload))
+    if found is None:  # not one of the inventory's workloads: matched on its own
+        policies = context.derived("netpol", policies_by_namespace).get(namespace, [])
         labels = workload.pod_labels
-        candidates = unindexed.union(*(by_label.get(item, ()) for item in labels.items()))
-        answers[key] = [
-            p
-            for p in indexed.get(namespace, [])
-            if id(p) in candidates and p.selects(namespace, labels)
-        ]
-    return answers[key]
+        found = selecting[id(workload)] = [p for p in policies if p.selects(namespace, labels)]
+    return found
 
 
-def _by_label(
-    indexed: dict[str, list[NetworkPolicy]],
-) -> tuple[dict[tuple[str, str], set[int]], set[int]]:
-    """Which policies a pod's labels could match at all, so that the others are skipped: a
-    podSelector's matchLabels select only pods that carry each of its labels, so such a
-    policy is filed under its first label; any other is tried on every pod. `selects`
-    still decides for every policy that is tried."""
-    by_label: dict[tuple[str, str], set[int]] = {}
-    unindexed: set[int] = set()
-    for policy in (p for policies in indexed.values() for p in policies):
+def _match_namespace(namespace: str, context: Context) -> dict[int, list[NetworkPolicy]]:
+    """Which policies select each workload of a namespace, by id, matched policy by policy
+    so that each pod selector is read once per scan: an empty one selects every workload
+    without a test, and one with matchLabels is tried only on the workloads that carry its
+    first label. `selects` decides for every workload that is tried."""
+    workloads = context.inventory.workloads_in(namespace)
+    selecting: dict[int, list[NetworkPolicy]] = {id(w): [] for w in workloads}
+    with_label: dict[tuple[str, str], list[Workload]] = defaultdict(list)
+    for workload in workloads:
+        for item in workload.pod_labels.items():
+            with_label[item].append(workload)
+    for policy in context.derived("netpol", policies_by_namespace).get(namespace, []):
+        if not policy.well_formed:
+            continue  # it selects nothing
+        if policy.selects_all_pods():
+            for workload in workloads:
+                selecting[id(workload)].append(policy)
+            continue
         match_labels = policy.pod_selector.get("matchLabels")
         first = next(iter(match_labels.items()), None) if isinstance(match_labels, dict) else None
-        if first is not None and isinstance(first[0], str) and isinstance(first[1], str):
-            by_label.setdefault(first, set()).add(id(policy))
-        else:
-            unindexed.add(id(policy))
-    return by_label, unindexed
+        tried = with_label.get(first, []) if first is not None else workloads
+        for workload in tried:
+            if policy.selects(namespace, workload.pod_labels):
+                selecting[id(workload)].append(policy)
+    return selecting
 
 
-def _isolating(workload: Workload, context: Context, direction: str) -> list[NetworkPolicy]:
-    """The policies that isolate a workload's pods for a direction; five checks ask, so
-    the answer is kept for the scan. Only a policy that selects the pods can isolate them."""
-    answers: dict[tuple[int, str], list[NetworkPolicy]] = context.derived(
-        "netpol-isolating", lambda _: {}
+@dataclass(frozen=True, slots=True)
+class WorkloadIsolation:
+    """How the policies that select a workload's pods isolate them for one direction."""
+
+    policies: list[NetworkPolicy]  # those naming the direction, in their order
+    open_rules: list[tuple[NetworkPolicy, int]]  # their rules that admit all traffic
+
+
+def _isolation_of(workload: Workload, context: Context, direction: str) -> WorkloadIsolation:
+    """The workload's isolation for a direction; five checks ask, so the answer is kept for
+    the scan. Only a policy that selects the pods can isolate them."""
+    answers: dict[tuple[int, str], WorkloadIsolation] = context.derived(
+        "netpol-isolation", lambda _: {}
     )
     key = (id(workload), direction)
-    if key not in answers:
-        answers[key] = isolating(
-            _selecting(workload, context), workload.namespace, workload.pod_labels, direction
-        )
-    return answers[key]
+    found = answers.get(key)
+    if found is None:
+        opens = context.derived("netpol-open", lambda _: _open_rules_by_policy(context))[direction]
+        # `_selecting` has matched each policy's selector: `isolating` would match it again.
+        policies = [p for p in _selecting(workload, context) if direction in p.policy_types]
+        open_rules = [(p, index) for p in policies for index in opens[id(p)]]
+        found = answers[key] = WorkloadIsolation(policies, open_rules)
+    return found
 
 
-def _open_rules(policy: NetworkPolicy, direction: str, context: Context) -> list[int]:
-    """`policy.open_rules(direction)`, kept for the scan: each workload a policy isolates
-    asks again, in five checks."""
-    answers: dict[tuple[int, str], list[int]] = context.derived("netpol-open", lambda _: {})
-    key = (id(policy), direction)
-    if key not in answers:
-        answers[key] = policy.open_rules(direction)
-    return answers[key]
+def _open_rules_by_policy(context: Context) -> dict[str, dict[int, list[int]]]:
+    """Per direction, `policy.open_rules(direction)` of every policy by id: each workload
+    a policy isolates asks again."""
+    policies = _every_policy(context)
+    return {
+        direction: {id(p): p.open_rules(direction) for p in policies} for direction in DIRECTIONS
+    }
+
+
+def _every_policy(context: Context) -> list[NetworkPolicy]:
+    return [p for ps in context.derived("netpol", policies_by_namespace).values() for p in ps]
+
+
+def _policy_of(obj: K8sObject, context: Context) -> NetworkPolicy:
+    """A NetworkPolicy object as the per-scan index read it (read here when not indexed)."""
+    read: dict[int, NetworkPolicy] = context.derived(
+        "netpol-by-object", lambda _: {id(p.obj): p for p in _every_policy(context)}
+    )
+    return read.get(id(obj)) or read_policy(obj)
 
 
 def _selected_policies(namespace: str, context: Context) -> set[int]:
@@ -188,21 +221,19 @@ def _isolation(workload: Workload, context: Context, direction: str) -> Iterator
             "hostNetwork",
         )
         return
-    namespace = workload.namespace
-    policies = _isolating(workload, context, direction)
-    if not policies:
+    isolation = _isolation_of(workload, context, direction)
+    if not isolation.policies:
         yield Violation(
-            f"no NetworkPolicy in namespace {namespace} selects its pods for "
+            f"no NetworkPolicy in namespace {workload.namespace} selects its pods for "
             f"{direction}, so {_UNISOLATED[direction]}"
         )
         return
     rules_field, peers_field = _RULE_FIELDS[direction]
-    for policy in policies:
-        for index in _open_rules(policy, direction, context):
-            yield Violation(
-                f"NetworkPolicy {policy.name} spec.{rules_field}[{index}] has no "
-                f"{peers_field} and no ports, so it allows all {direction} traffic"
-            )
+    for policy, index in isolation.open_rules:
+        yield Violation(
+            f"NetworkPolicy {policy.name} spec.{rules_field}[{index}] has no "
+            f"{peers_field} and no ports, so it allows all {direction} traffic"
+        )
 
 
 @check("network.workload-ingress-not-isolated")
@@ -217,7 +248,7 @@ def workload_egress_unrestricted(workload: Workload, context: Context) -> Iterat
 
 @check("network.policy-selects-no-workload")
 def policy_selects_no_workload(obj: K8sObject, context: Context) -> Iterator[Violation]:
-    policy = read_policy(obj)
+    policy = _policy_of(obj, context)
     if policy.problem:
         yield Violation(
             f"the API server would reject this NetworkPolicy ({policy.problem}), "
@@ -267,10 +298,49 @@ def _rules_if_isolated(
 ) -> list[tuple[NetworkPolicy, Rule]] | None:
     if not runs_pods(workload) or workload.pod_spec.get("hostNetwork") is True:
         return None
-    policies = _isolating(workload, context, direction)
-    if not policies or any(_open_rules(p, direction, context) for p in policies):
+    isolation = _isolation_of(workload, context, direction)
+    if not isolation.policies or isolation.open_rules:
         return None
-    return [(p, rule) for p in policies for rule in p.typed_rules(direction)]
+    return [(p, rule) for p in isolation.policies for rule in p.typed_rules(direction)]
+
+
+def _ports_outside(rule: Rule, context: Context) -> PortSet:
+    """`rule_ports_without_pod`, kept for the scan: every workload a policy isolates asks."""
+    answers: dict[int, PortSet] = context.derived("netpol-ports-outside", lambda _: {})
+    found = answers.get(id(rule))
+    if found is None:
+        found = answers[id(rule)] = rule_ports_without_pod(rule)
+    return found
+
+
+def _ports_towards(rule: Rule, workload: Workload, context: Context) -> PortSet:
+    """`rule_ports_for` the workload's pods. Only named ports depend on the pods (the
+    ports they resolve to); without them a rule admits what it admits outside."""
+    if rule.ports is not None and any(port.name is not None for port in rule.ports):
+        return rule_ports_for(rule, _endpoint(workload, context))
+    return _ports_outside(rule, context)
+
+
+def _cover_internet(blocks: list[IPBlock], context: Context) -> bool:
+    """`blocks_cover_internet`, kept for the scan by the blocks themselves: the policies of
+    many workloads repeat the same few ranges."""
+    answers: dict[tuple[IPBlock, ...], bool] = context.derived("netpol-internet", lambda _: {})
+    key = tuple(blocks)
+    found = answers.get(key)
+    if found is None:
+        found = answers[key] = blocks_cover_internet(key)
+    return found
+
+
+def _endpoint(workload: Workload, context: Context) -> Endpoint:
+    """The workload's pods as the reachability analysis sees them (their named ports), kept
+    for the scan: two checks ask."""
+    endpoints: dict[int, Endpoint] = context.derived("netpol-endpoints", lambda _: {})
+    key = id(workload)
+    found = endpoints.get(key)
+    if found is None:
+        found = endpoints[key] = endpoint_of(0, workload)
+    return found
 
 
 def _any_namespace_peers(rule: Rule) -> str | None:
@@ -292,11 +362,12 @@ def _any_namespace_peers(rule: Rule) -> str | None:
 def workload_reachable_from_any_namespace(
     workload: Workload, context: Context
 ) -> Iterator[Violation]:
-    endpoint = endpoint_of(0, workload)
     for policy, rule in _isolating_rules(workload, context, INGRESS):
         how = _any_namespace_peers(rule)
-        ports = rule_ports_for(rule, endpoint)
-        if how is not None and ports:
+        if how is None:
+            continue
+        ports = _ports_towards(rule, workload, context)
+        if ports:
             yield Violation(
                 f"NetworkPolicy {policy.name} spec.ingress[{rule.index}]: {how}, "
                 f"on {describe_ports(ports)}"
@@ -305,27 +376,29 @@ def workload_reachable_from_any_namespace(
 
 @check("network.workload-reachable-from-internet")
 def workload_reachable_from_internet(workload: Workload, context: Context) -> Iterator[Violation]:
-    endpoint = endpoint_of(0, workload)
     admitting = [
-        (policy, rule)
+        (policy, rule, ports)
         for policy, rule in _isolating_rules(workload, context, INGRESS)
-        if rule_ports_for(rule, endpoint)
+        if (ports := _ports_towards(rule, workload, context))
     ]
-    for policy, rule in admitting:
+    for policy, rule, ports in admitting:
         if rule.peers is None:
             yield Violation(
                 f"NetworkPolicy {policy.name} spec.ingress[{rule.index}] has no from, so it "
-                f"admits every address, the internet included, on "
-                f"{describe_ports(rule_ports_for(rule, endpoint))}"
+                f"admits every address, the internet included, on {describe_ports(ports)}"
             )
     # Address ranges add up across rules and policies: 0.0.0.0/1 here and 128.0.0.0/1
     # there admit the whole internet as surely as one 0.0.0.0/0.
-    blocks = [(policy, rule, block) for policy, rule in admitting for block in ip_blocks(rule)]
-    if blocks and blocks_cover_internet(b for _, _, b in blocks):
+    blocks = [
+        (policy, rule, ports, block)
+        for policy, rule, ports in admitting
+        for block in ip_blocks(rule)
+    ]
+    if blocks and _cover_internet([b for _, _, _, b in blocks], context):
         where = "; ".join(
             f"NetworkPolicy {policy.name} spec.ingress[{rule.index}] ipBlock {block} on "
-            f"{describe_ports(rule_ports_for(rule, endpoint))}"
-            for policy, rule, block in blocks
+            f"{describe_ports(ports)}"
+            for policy, rule, ports, block in blocks
         )
         yield Violation(f"ipBlock peers admit every public internet address: {where}")
 
@@ -335,10 +408,10 @@ def workload_egress_to_internet(workload: Workload, context: Context) -> Iterato
     every_port = [
         (policy, rule)
         for policy, rule in _isolating_rules(workload, context, EGRESS)
-        if rule_ports_without_pod(rule).is_all()
+        if _ports_outside(rule, context).is_all()
     ]
     blocks = [(policy, rule, block) for policy, rule in every_port for block in ip_blocks(rule)]
-    if blocks and blocks_cover_internet(b for _, _, b in blocks):
+    if blocks and _cover_internet([b for _, _, b in blocks], context):
         where = "; ".join(
             f"NetworkPolicy {policy.name} spec.egress[{rule.index}] ipBlock {block}"
             for policy, rule, block in blocks

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 
 from kubeproof.analysis.rbac import (
     BUILTIN_CLUSTER_ROLE_RULES,
+    RESOURCE_ALL,
     PolicyRule,
     RbacIndex,
     RbacSubject,
     ResolvedBinding,
+    RuleSet,
     binding_label,
     grants_everything,
     role_label,
@@ -311,13 +313,29 @@ class Access:
         return rule_allows(rule, verb, self.api_group, self.resource, self.subresource)
 
 
-# (rule, id of an access tuple, cluster-wide) -> (that tuple, what the rule grants of it)
-GrantedMemo = dict[tuple[PolicyRule, int, bool], tuple[Sequence[Access], list[str]]]
+class Accesses:
+    """The requests one check looks for, and every entry a rule's resources may hold to
+    match one of them (`*`, the resource path, `*/subresource`): most rules name none of
+    those, and so grant none of the requests, which a set lookup shows at once."""
+
+    __slots__ = ("items", "matching_resources")
+
+    def __init__(self, *items: Access) -> None:
+        self.items = items
+        self.matching_resources = frozenset(
+            {RESOURCE_ALL}
+            | {a.resource_path for a in items}
+            | {f"{RESOURCE_ALL}/{a.subresource}" for a in items if a.subresource}
+        )
+
+
+# (rule, id of an access set, cluster-wide) -> (that set, what the rule grants of it)
+GrantedMemo = dict[tuple[PolicyRule, int, bool], tuple[Accesses, list[str]]]
 
 
 def _granted_at(
     rule: PolicyRule,
-    accesses: Sequence[Access],
+    accesses: Accesses,
     cluster_wide: bool,
     memo: GrantedMemo,
 ) -> list[str]:
@@ -325,10 +343,12 @@ def _granted_at(
     requests only through a cluster-wide grant), remembered for the scan by the rule's
     content: roles repeat the same rules (each namespace's copy of an application's Role,
     every binding of one ClusterRole)."""
+    if accesses.matching_resources.isdisjoint(rule.resources):
+        return []
     key = (rule, id(accesses), cluster_wide)
     known = memo.get(key)
-    if known is None or known[0] is not accesses:  # the same tuple, not a reused id
-        applicable = [a for a in accesses if cluster_wide or not a.cluster_scoped]
+    if known is None or known[0] is not accesses:  # the same set, not a reused id
+        applicable = [a for a in accesses.items if cluster_wide or not a.cluster_scoped]
         known = memo[key] = (accesses, _granted(rule, applicable))
     return known[1]
 
@@ -369,36 +389,69 @@ def _role_context(index: RbacIndex, role: K8sObject) -> tuple[str, str]:
     return "", " (bound by no binding in the input)"
 
 
+@dataclass(frozen=True, slots=True)
+class RoleView:
+    """What every role-level check reads of one role: its rules, and how messages name it."""
+
+    ruleset: RuleSet
+    prefix: str
+    suffix: str
+    resources: frozenset[str]  # every entry of its rules' resources
+
+
+def _role_view(role: K8sObject, ctx: Context) -> RoleView | None:
+    """The role as role-level checks see it, None for Kubernetes' own roles; worked out
+    once per scan, as a dozen checks judge each role."""
+    views: dict[int, RoleView | None] = ctx.derived("rbac-role-views", lambda _: {})
+    key = id(role)
+    if key not in views:
+        index = ctx.derived("rbac", RbacIndex)
+        if is_builtin_role(role):
+            views[key] = None
+        else:
+            ruleset = index.rules_of(role)
+            resources = frozenset(r for rule in ruleset.rules for r in rule.resources)
+            views[key] = RoleView(ruleset, *_role_context(index, role), resources)
+    return views[key]
+
+
 def _judge_role(
     role: K8sObject, ctx: Context, describe: Callable[[PolicyRule], str | None]
 ) -> Iterator[Violation]:
     """One violation per rule of the role (aggregated rules included) that `describe`
     objects to; `describe` returns what the rule allows that the check is about."""
-    if is_builtin_role(role):
+    view = _role_view(role, ctx)
+    if view is None:
         raise NotApplicable
-    index = ctx.derived("rbac", RbacIndex)
-    ruleset = index.rules_of(role)
-    prefix, suffix = _role_context(index, role)
     found = False
-    for rule in ruleset.rules:
+    for rule in view.ruleset.rules:
         what = describe(rule)
         if what is None:
             continue
         found = True
         where = str(rule.origin) if rule.origin else role_label(role)
-        yield Violation(f"{prefix}{where}{suffix} {what} ({rule.describe()})", _rule_path(rule))
-    if not found and ruleset.problems:
-        raise NotEvaluated("; ".join(ruleset.problems))
+        yield Violation(
+            f"{view.prefix}{where}{view.suffix} {what} ({rule.describe()})", _rule_path(rule)
+        )
+    if not found and view.ruleset.problems:
+        raise NotEvaluated("; ".join(view.ruleset.problems))
 
 
 def _role_allows(
     role: K8sObject,
     ctx: Context,
-    accesses: Sequence[Access],
+    accesses: Accesses,
     consequence: Callable[[], str] | None = None,
 ) -> Iterator[Violation]:
     """`consequence`, computed once and only for a role that allows something, ends each
     message (what the permission leads to)."""
+    view = _role_view(role, ctx)
+    if (
+        view is not None
+        and not view.ruleset.problems
+        and accesses.matching_resources.isdisjoint(view.resources)
+    ):
+        return  # no rule of the role names what the accesses are on: the common case
     cluster_wide = role.kind == "ClusterRole"
     memo: GrantedMemo = ctx.derived("rbac-granted", lambda _: {})
 
@@ -437,7 +490,7 @@ def wildcard_rules(role: K8sObject, ctx: Context) -> Iterator[Violation]:
     yield from _judge_role(role, ctx, describe)
 
 
-SECRETS_READ = (Access(("get", "list", "watch"), "", "secrets", for_some_name=False),)
+SECRETS_READ = Accesses(Access(("get", "list", "watch"), "", "secrets", for_some_name=False))
 
 
 @check("rbac.secrets-read")
@@ -446,7 +499,7 @@ def secrets_read(role: K8sObject, ctx: Context) -> Iterator[Violation]:
 
 
 # Pods, and the controllers that create pods from a template their writer chooses.
-POD_CREATE = (
+POD_CREATE = Accesses(
     Access(("create",), "", "pods", for_some_name=False),
     *(
         Access(("create",), "apps", r, for_some_name=False)
@@ -470,20 +523,30 @@ def _pod_create_reach(role: K8sObject, ctx: Context) -> str:
     if not bindings:
         return ""
     if any(b.kind == "ClusterRoleBinding" for b in bindings):
-        namespaces, where = ctx.inventory.namespaces(), "in every namespace"
+        namespaces = ctx.derived(
+            "rbac-every-namespace", lambda inventory: tuple(inventory.namespaces())
+        )
+        where = "in every namespace"
     else:
-        namespaces = sorted({b.namespace for b in bindings if b.namespace})
+        namespaces = tuple(sorted({b.namespace for b in bindings if b.namespace}))
         where = f"in namespace {', '.join(namespaces)}"
-    reached = []
+    # Every role bound cluster-wide reaches the same accounts: say it once per scan.
+    said: dict[tuple[str, tuple[str, ...]], str] = ctx.derived(
+        "rbac-pod-create-reach", lambda _: {}
+    )
+    key = (where, namespaces)
+    if key not in said:
+        said[key] = _reach_text(ctx, namespaces, where)
+    return said[key]
+
+
+def _reach_text(ctx: Context, namespaces: Sequence[str], where: str) -> str:
+    reached: list[str] = []
     accounts = 0
     for namespace in namespaces:
-        for name in _service_accounts_in(ctx, namespace):
-            accounts += 1
-            dangers = service_account_dangers(ctx, namespace, name)
-            if dangers.grants:
-                more = len(dangers.grants) - 1
-                rest = f" and {more} more" if more else ""
-                reached.append(f"ServiceAccount {namespace}/{name}: {dangers.grants[0]}{rest}")
+        count, dangerous = _namespace_reach(ctx, namespace)
+        accounts += count
+        reached.extend(dangerous)
     if not reached:
         return (
             f"; pods it creates {where} may run as any service account there, none of the "
@@ -495,22 +558,34 @@ def _pod_create_reach(role: K8sObject, ctx: Context) -> str:
     )
 
 
+def _namespace_reach(ctx: Context, namespace: str) -> tuple[int, list[str]]:
+    """How many accounts a pod in the namespace may run as, and those holding a dangerous
+    permission (each with its first one); kept for the scan, as many roles reach a namespace."""
+    known: dict[str, tuple[int, list[str]]] = ctx.derived("rbac-namespace-reach", lambda _: {})
+    if namespace not in known:
+        names = _service_accounts_in(ctx, namespace)
+        dangerous = []
+        for name in names:
+            grants = service_account_dangers(ctx, namespace, name).grants
+            if grants:
+                rest = f" and {len(grants) - 1} more" if len(grants) > 1 else ""
+                dangerous.append(f"ServiceAccount {namespace}/{name}: {grants[0]}{rest}")
+        known[namespace] = (len(names), dangerous)
+    return known[namespace]
+
+
 def _service_accounts_in(ctx: Context, namespace: str) -> list[str]:
     """The accounts a pod in the namespace may name: those in the input, those its
-    workloads use, and `default`, which every namespace has. Kept for the scan: every
-    role that may create pods asks again for each namespace it reaches."""
-    known: dict[str, list[str]] = ctx.derived("rbac-service-accounts-in", lambda _: {})
-    if namespace not in known:
-        names = {obj.name for obj in ctx.inventory.in_namespace("ServiceAccount", namespace)}
-        names.update(service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
-        names.add("default")
-        known[namespace] = sorted(names)
-    return known[namespace]
+    workloads use, and `default`, which every namespace has."""
+    names = {obj.name for obj in ctx.inventory.in_namespace("ServiceAccount", namespace)}
+    names.update(service_account_name(w) for w in ctx.inventory.workloads_in(namespace))
+    names.add("default")
+    return sorted(names)
 
 
 # `get` on exec and attach: API servers before the WebSocket upgrade check (on by default
 # from Kubernetes 1.35) let it open a session.
-POD_EXEC = (
+POD_EXEC = Accesses(
     Access(("create", "get"), "", "pods", "exec"),
     Access(("create", "get"), "", "pods", "attach"),
     Access(("update", "patch"), "", "pods", "ephemeralcontainers"),
@@ -522,7 +597,7 @@ def pod_exec(role: K8sObject, ctx: Context) -> Iterator[Violation]:
     yield from _role_allows(role, ctx, POD_EXEC)
 
 
-PRIVILEGE_ESCALATION = (
+PRIVILEGE_ESCALATION = Accesses(
     Access(("escalate", "bind"), RBAC, "roles"),
     # bind is checked in the namespace of the binding being made, escalate on a
     # ClusterRole in no namespace.
@@ -544,7 +619,7 @@ def escalate_bind_impersonate(role: K8sObject, ctx: Context) -> Iterator[Violati
     yield from _role_allows(role, ctx, PRIVILEGE_ESCALATION)
 
 
-PERSISTENT_VOLUME_CREATE = (
+PERSISTENT_VOLUME_CREATE = Accesses(
     Access(("create",), "", "persistentvolumes", for_some_name=False, cluster_scoped=True),
 )
 
@@ -554,7 +629,7 @@ def persistent_volume_create(role: K8sObject, ctx: Context) -> Iterator[Violatio
     yield from _role_allows(role, ctx, PERSISTENT_VOLUME_CREATE)
 
 
-NODE_PROXY = (
+NODE_PROXY = Accesses(
     Access(
         ("get", "list", "watch", "create", "update", "patch", "delete"),
         "",
@@ -571,7 +646,7 @@ def node_proxy(role: K8sObject, ctx: Context) -> Iterator[Violation]:
 
 
 # Approving a CSR takes both: update on the approval subresource and approve on the signer.
-CSR_APPROVAL = (
+CSR_APPROVAL = Accesses(
     Access(
         ("update", "patch"),
         CERTIFICATES,
@@ -588,15 +663,17 @@ def csr_approval(role: K8sObject, ctx: Context) -> Iterator[Violation]:
     yield from _role_allows(role, ctx, CSR_APPROVAL)
 
 
-ADMISSION_CONFIGURATION_WRITE = tuple(
-    Access(WRITE_VERBS, ADMISSION, resource, cluster_scoped=True)
-    for resource in (
-        "validatingwebhookconfigurations",
-        "mutatingwebhookconfigurations",
-        "validatingadmissionpolicies",
-        "validatingadmissionpolicybindings",
-        "mutatingadmissionpolicies",
-        "mutatingadmissionpolicybindings",
+ADMISSION_CONFIGURATION_WRITE = Accesses(
+    *(
+        Access(WRITE_VERBS, ADMISSION, resource, cluster_scoped=True)
+        for resource in (
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+            "mutatingadmissionpolicybindings",
+        )
     )
 )
 
@@ -606,7 +683,7 @@ def webhook_config_write(role: K8sObject, ctx: Context) -> Iterator[Violation]:
     yield from _role_allows(role, ctx, ADMISSION_CONFIGURATION_WRITE)
 
 
-SERVICE_ACCOUNT_TOKEN_CREATE = (Access(("create",), "", "serviceaccounts", "token"),)
+SERVICE_ACCOUNT_TOKEN_CREATE = Accesses(Access(("create",), "", "serviceaccounts", "token"))
 
 
 @check("rbac.service-account-token-create")
@@ -616,7 +693,7 @@ def service_account_token_create(role: K8sObject, ctx: Context) -> Iterator[Viol
 
 # -- what a workload's identity may do ----------------------------------------------------
 
-BINDING_WRITE = (
+BINDING_WRITE = Accesses(
     Access(("create", "update", "patch"), RBAC, "rolebindings", for_some_name=False),
     Access(
         ("create", "update", "patch"),
@@ -627,7 +704,7 @@ BINDING_WRITE = (
     ),
 )
 # What makes a stolen token dangerous, in the order messages list it.
-DANGERS: tuple[tuple[str, Sequence[Access]], ...] = (
+DANGERS: tuple[tuple[str, Accesses], ...] = (
     ("read secrets", SECRETS_READ),
     ("escalate, bind or impersonate", PRIVILEGE_ESCALATION),
     ("write role bindings", BINDING_WRITE),
@@ -638,6 +715,8 @@ DANGERS: tuple[tuple[str, Sequence[Access]], ...] = (
     ("write admission webhooks or policies", ADMISSION_CONFIGURATION_WRITE),
     ("create service account tokens", SERVICE_ACCOUNT_TOKEN_CREATE),
 )
+# What a rule must name in its resources to grant any of the dangers: most name none.
+DANGEROUS_RESOURCES: frozenset[str] = frozenset().union(*(a.matching_resources for _, a in DANGERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -668,7 +747,7 @@ def service_account_dangers(ctx: Context, namespace: str, name: str) -> Identity
     cache = ctx.derived("rbac-service-account-dangers", lambda _: {})
     key = (namespace, name)
     if key not in cache:
-        per_binding: dict[tuple[int, str], IdentityDangers] = ctx.derived(
+        per_binding: dict[tuple[int, int], IdentityDangers] = ctx.derived(
             "rbac-binding-dangers", lambda _: {}
         )
         identity = Identity.service_account(namespace, name)
@@ -681,17 +760,17 @@ def service_account_dangers(ctx: Context, namespace: str, name: str) -> Identity
 def _dangers(
     access: RbacAccess,
     identity: Identity,
-    per_binding: dict[tuple[int, str], IdentityDangers],
+    per_binding: dict[tuple[int, int], IdentityDangers],
     memo: GrantedMemo,
 ) -> IdentityDangers:
     grants: list[DangerousGrant] = []
     unknown: list[str] = []
     for resolved, subject in access.bindings_naming(identity):
-        via = f" via {subject}" if subject.kind == "Group" else ""
         # Every account shares its group bindings (system:serviceaccounts and the like):
         # judge each binding once per scan, not once per account.
-        key = (id(resolved), via)
+        key = (id(resolved), subject.index)
         if key not in per_binding:
+            via = f" via {subject}" if subject.kind == "Group" else ""
             per_binding[key] = _binding_dangers(resolved, via, memo)
         found = per_binding[key]
         grants.extend(found.grants)
@@ -712,8 +791,9 @@ def _binding_dangers(
         path = _binding_path(resolved, everything) + via
         return IdentityDangers((DangerousGrant("every permission", resolved.scope, path),), ())
     grants: list[DangerousGrant] = []
+    rules = [r for r in resolved.rules if not DANGEROUS_RESOURCES.isdisjoint(r.resources)]
     for label, accesses in DANGERS:
-        for rule in resolved.rules:
+        for rule in rules:
             granted = _granted_at(rule, accesses, resolved.namespace is None, memo)
             if granted:
                 what = f"{label} ({'; '.join(granted)})"

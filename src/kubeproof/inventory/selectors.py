@@ -50,8 +50,9 @@ def label_selector_problem(selector: Any, field: str) -> str | None:
     if match_labels is not None:
         if not isinstance(match_labels, dict):
             return f"{field}.matchLabels is not a mapping"
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in match_labels.items()):
-            return f"{field}.matchLabels has a value that is not a string"
+        for key, value in match_labels.items():  # a loop, not all(): selectors are many
+            if not isinstance(key, str) or not isinstance(value, str):
+                return f"{field}.matchLabels has a value that is not a string"
     expressions = selector.get("matchExpressions")
     if expressions is None:
         return None
