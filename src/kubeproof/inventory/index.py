@@ -60,12 +60,15 @@ class Inventory:
         self._by_kind_namespace: dict[tuple[str, str | None], list[K8sObject]] = defaultdict(list)
         self._workloads: list[Workload] | None = None
         self._workloads_by_namespace: dict[str, list[Workload]] = {}
+        self._namespace_objects: dict[str, K8sObject] = {}  # the first of each name
         for obj in objects:
             self.add(obj)
 
     def add(self, obj: K8sObject) -> None:
         self._by_kind[obj.kind].append(obj)
         self._by_kind_namespace[(obj.kind, obj.namespace)].append(obj)
+        if obj.kind == "Namespace":
+            self._namespace_objects.setdefault(obj.name, obj)
         self._workloads = None
 
     def __len__(self) -> int:
@@ -84,10 +87,7 @@ class Inventory:
         return self._by_kind_namespace.get((kind, namespace), [])
 
     def namespace_object(self, name: str) -> K8sObject | None:
-        for obj in self._by_kind.get("Namespace", []):
-            if obj.name == name:
-                return obj
-        return None
+        return self._namespace_objects.get(name)
 
     def namespaces(self) -> list[str]:
         """Every namespace named by a Namespace object or used by a namespaced object."""
