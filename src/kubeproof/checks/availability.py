@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubeproof.analysis.netpol import running_workloads_in, selector_selects_everything
@@ -90,11 +90,18 @@ def _peak_replicas(obj: K8sObject, inventory: Inventory) -> int:
     return max([replicas, *(a.max_replicas for a in _autoscalers(obj, inventory))])
 
 
-def _workload(obj: K8sObject) -> Workload:
-    workload = workload_of(obj)
+def _workload(obj: K8sObject, context: Context) -> Workload:
+    """The object's pod template: the inventory's own reading of it when it is one of its
+    workloads (read once per scan), else read here."""
+    workloads = context.derived("availability.workloads", _workloads_by_object)
+    workload = workloads.get(id(obj)) or workload_of(obj)
     if workload is None:
         raise NotEvaluated("spec.template.spec is missing or not a mapping")
     return workload
+
+
+def _workloads_by_object(inventory: Inventory) -> dict[int, Workload]:
+    return {id(workload.obj): workload for workload in inventory.workloads}
 
 
 @check("availability.single-replica")
@@ -133,15 +140,48 @@ def _budget_selector(pdb: K8sObject) -> dict[str, Any] | None:
     return selector
 
 
-def _budget_selectors_by_namespace(
-    inventory: Inventory,
-) -> dict[str | None, list[dict[str, Any]]]:
+def _required_label(selector: dict[str, Any]) -> tuple[str, str] | None:
+    """One label a selector requires of every pod it selects, to find the pods (or the
+    selectors) worth matching by; None when it requires none by matchLabels."""
+    match_labels = selector.get("matchLabels")
+    if not isinstance(match_labels, dict) or not match_labels:
+        return None
+    key, value = next(iter(match_labels.items()))
+    return (key, value) if isinstance(key, str) and isinstance(value, str) else None
+
+
+@dataclass(slots=True)
+class _Selectors:
+    """Selectors filed under the label they require (the others kept apart), so that a
+    pod's labels are matched only against selectors that could select them."""
+
+    by_label: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    others: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, selector: dict[str, Any]) -> None:
+        label = _required_label(selector)
+        if label is None:
+            self.others.append(selector)
+        else:
+            self.by_label.setdefault(label, []).append(selector)
+
+    def any_selects(self, labels: dict[str, str]) -> bool:
+        if any(selector_matches(s, labels) for s in self.others):
+            return True
+        return any(
+            selector_matches(s, labels)
+            for item in labels.items()
+            for s in self.by_label.get(item, ())
+        )
+
+
+def _budget_selectors_by_namespace(inventory: Inventory) -> dict[str | None, _Selectors]:
     """The selectors of the budgets that guard some pods, per namespace (once per scan)."""
-    index: dict[str | None, list[dict[str, Any]]] = {}
+    index: dict[str | None, _Selectors] = {}
     for pdb in inventory.of_kind("PodDisruptionBudget"):
         selector = _budget_selector(pdb)
         if selector is not None:
-            index.setdefault(pdb.namespace, []).append(selector)
+            index.setdefault(pdb.namespace, _Selectors()).add(selector)
     return index
 
 
@@ -150,9 +190,9 @@ def missing_pdb(obj: K8sObject, context: Context) -> Iterator[Violation]:
     peak = _peak_replicas(obj, context.inventory)
     if peak < 2:
         raise NotApplicable  # a budget cannot keep a single replica available
-    labels = _workload(obj).pod_labels
-    budgets = context.derived("pdb-selectors", _budget_selectors_by_namespace)
-    if any(selector_matches(s, labels) for s in budgets.get(obj.namespace, ())):
+    labels = _workload(obj, context).pod_labels
+    budgets = context.derived("pdb-selectors", _budget_selectors_by_namespace).get(obj.namespace)
+    if budgets is not None and budgets.any_selects(labels):
         return
     yield Violation(
         f"runs up to {peak} replicas but no PodDisruptionBudget in namespace "
@@ -209,14 +249,38 @@ def _guarded_pods(pdb: K8sObject, context: Context) -> int:
         raise NotEvaluated(f"counting the pods it guards needs {gap}")
     selector = _budget_selector(pdb)
     namespace = pdb.namespace or "default"
-    selected = [
-        w
-        for w in running_workloads_in(context.inventory, namespace)
-        if selector is not None and selector_matches(selector, w.pod_labels)
-    ]
+    selected = [] if selector is None else _running_selected(selector, namespace, context)
     if not selected:
         raise NotApplicable  # guards no pods: it holds up no drain
     return sum(_pods_at_low_point(w, context.inventory) for w in selected)
+
+
+@dataclass(slots=True)
+class _RunningWorkloads:
+    """A namespace's running workloads, in order, and filed under each of their labels."""
+
+    all: list[Workload]
+    by_label: dict[tuple[str, str], list[Workload]]
+
+
+def _running_selected(selector: dict[str, Any], namespace: str, context: Context) -> list[Workload]:
+    """The running workloads of a namespace that a selector selects, in their order."""
+    known: dict[str, _RunningWorkloads] = context.derived("availability.running", _nothing_yet)
+    running = known.get(namespace)
+    if running is None:
+        workloads = running_workloads_in(context.inventory, namespace)
+        by_label: dict[tuple[str, str], list[Workload]] = {}
+        for workload in workloads:
+            for item in workload.pod_labels.items():
+                by_label.setdefault(item, []).append(workload)
+        running = known[namespace] = _RunningWorkloads(workloads, by_label)
+    label = _required_label(selector)
+    candidates = running.all if label is None else running.by_label.get(label, [])
+    return [w for w in candidates if selector_matches(selector, w.pod_labels)]
+
+
+def _nothing_yet(_: Inventory) -> dict[str, Any]:
+    return {}
 
 
 @check("availability.pdb-blocks-eviction")
@@ -298,7 +362,7 @@ def replicas_not_spread(obj: K8sObject, context: Context) -> Iterator[Violation]
     peak = _peak_replicas(obj, context.inventory)
     if peak < 2:
         raise NotApplicable
-    workload = _workload(obj)
+    workload = _workload(obj, context)
     namespace = obj.namespace or "default"
     if any(
         _term_spreads_own_pods(term, namespace, workload.pod_labels, context.inventory)

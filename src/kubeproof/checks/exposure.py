@@ -44,8 +44,9 @@ def _service_type(obj: K8sObject) -> str:
 
 
 def _internal_annotation(obj: K8sObject) -> str | None:
+    annotations = obj.annotations  # built on each read: read once
     for key, internal_value in INTERNAL_LOAD_BALANCER_ANNOTATIONS.items():
-        if (obj.annotations.get(key) or "").strip().lower() == internal_value:
+        if (annotations.get(key) or "").strip().lower() == internal_value:
             return key
     return None
 
@@ -181,7 +182,8 @@ def ingress_without_tls(obj: K8sObject, context: Context) -> Iterator[Violation]
     default_backend = _default_backend_field(obj)
     if not rules and default_backend is None:
         raise NotApplicable  # routes nothing
-    if any(key in obj.annotations for key in TLS_CERTIFICATE_ANNOTATIONS):
+    annotations = obj.annotations  # built on each read: read once
+    if any(key in annotations for key in TLS_CERTIFICATE_ANNOTATIONS):
         return
     tls = _tls_host_lists(obj)
     for index, host in rules:

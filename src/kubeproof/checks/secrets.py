@@ -38,9 +38,14 @@ SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"
 _FLAG = re.compile(r"-{1,2}(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,63})")
 
 
+_CONTAINER_KINDS = {
+    "initContainers": "init container",
+    "ephemeralContainers": "ephemeral container",
+}
+
+
 def _where(container: Container) -> str:
-    kind = {"initContainers": "init container", "ephemeralContainers": "ephemeral container"}
-    return f"{kind.get(container.list_name, 'container')} {container.name}"
+    return f"{_CONTAINER_KINDS.get(container.list_name, 'container')} {container.name}"
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -58,25 +63,32 @@ def _labels(kinds: list[CredentialKind]) -> str:
 
 
 # --- literal credentials in containers ----------------------------------------------------
+#
+# These run once per container of every workload: they return a list (an empty one costs
+# far less than a generator the engine drains), and return at once when the container has
+# nothing to look at.
 
 
 @check("secrets.credential-in-env")
-def credential_in_env(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def credential_in_env(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
+    violations = []
     for index, entry in enumerate(as_list(container.spec.get("env"))):
-        entry = as_dict(entry)
-        name = as_str(entry.get("name")) or f"env[{index}]"
+        if not isinstance(entry, dict):
+            continue
         value = _scalar_text(entry.get("value"))
         if value is None:
             continue
+        name = as_str(entry.get("name")) or f"env[{index}]"
         kinds = find_credentials(name, value)
         if kinds:
-            yield Violation(
-                f"{_where(container)}: env var {name} holds a literal credential "
-                f"({_labels(kinds)})",
-                f"env[{index}].value",
+            violations.append(
+                Violation(
+                    f"{_where(container)}: env var {name} holds a literal credential "
+                    f"({_labels(kinds)})",
+                    f"env[{index}].value",
+                )
             )
+    return violations
 
 
 def _flag_name(argument: str | None) -> str | None:
@@ -114,9 +126,12 @@ def _argument_violations(container: Container, field: str) -> Iterator[Violation
 @check("secrets.credential-in-command")
 def credential_in_command(
     container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+) -> list[Violation]:
+    violations: list[Violation] = []
     for field in ("command", "args"):
-        yield from _argument_violations(container, field)
+        if container.spec.get(field):  # many containers leave one or both out
+            violations.extend(_argument_violations(container, field))
+    return violations
 
 
 # --- ConfigMaps ---------------------------------------------------------------------------
@@ -227,22 +242,31 @@ def service_account_token_secret(obj: K8sObject, ctx: Context) -> Iterator[Viola
 
 
 @check("secrets.secret-as-env")
-def secret_as_env(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def secret_as_env(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
+    violations = []
+    where = _where(container)
     for index, entry in enumerate(as_list(container.spec.get("env"))):
-        entry = as_dict(entry)
-        ref = as_dict(entry.get("valueFrom")).get("secretKeyRef")
+        value_from = entry.get("valueFrom") if isinstance(entry, dict) else None
+        if not isinstance(value_from, dict):
+            continue  # most env vars: a literal value
+        ref = value_from.get("secretKeyRef")
         if isinstance(ref, dict):
             name = as_str(entry.get("name")) or f"env[{index}]"
-            yield Violation(
-                f"{_where(container)}: env var {name} is set from Secret "
-                f"{as_str(ref.get('name')) or '?'} key {as_str(ref.get('key')) or '?'}",
-                f"env[{index}].valueFrom.secretKeyRef",
+            violations.append(
+                Violation(
+                    f"{where}: env var {name} is set from Secret "
+                    f"{as_str(ref.get('name')) or '?'} key {as_str(ref.get('key')) or '?'}",
+                    f"env[{index}].valueFrom.secretKeyRef",
+                )
             )
     for index, entry in enumerate(as_list(container.spec.get("envFrom"))):
         ref = as_dict(entry).get("secretRef")
         if isinstance(ref, dict):
-            yield Violation(
-                f"{_where(container)}: envFrom imports every key of Secret "
-                f"{as_str(ref.get('name')) or '?'} as env vars",
-                f"envFrom[{index}].secretRef",
+            violations.append(
+                Violation(
+                    f"{where}: envFrom imports every key of Secret "
+                    f"{as_str(ref.get('name')) or '?'} as env vars",
+                    f"envFrom[{index}].secretRef",
+                )
             )
+    return violations

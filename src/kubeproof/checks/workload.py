@@ -3,6 +3,10 @@ Standards require (those are the pss.* checks; nothing here repeats one of them)
 
 Ephemeral containers are debugging sessions added to a running pod, not part of the
 workload's definition, so the container checks here do not judge them (the PSS checks do).
+
+The container checks run once per container of every workload, so they return their
+violations as a list (an empty one costs far less than a generator the engine drains) and
+read what repeats across containers once per scan.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubeproof.checks.registry import NotApplicable, NotEvaluated, Violation, check
-from kubeproof.inventory import Container, K8sObject, Workload
+from kubeproof.inventory import Container, Inventory, K8sObject, Workload
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 
 if TYPE_CHECKING:
@@ -33,8 +37,12 @@ def _judged_container(container: Container) -> None:
 
 def _is_windows(workload: Workload) -> bool:
     """Windows pods have no Linux user ids, capabilities or read-only root filesystems."""
-    os_name = as_str(as_dict(workload.pod_spec.get("os")).get("name"))
-    node_os = as_str(as_dict(workload.pod_spec.get("nodeSelector")).get("kubernetes.io/os"))
+    spec = workload.pod_spec
+    os, node_selector = spec.get("os"), spec.get("nodeSelector")
+    if os is None and node_selector is None:
+        return False  # the common case, asked once per container by several checks
+    os_name = as_str(as_dict(os).get("name"))
+    node_os = as_str(as_dict(node_selector).get("kubernetes.io/os"))
     return "windows" in (os_name, node_os)
 
 
@@ -44,9 +52,14 @@ def _linux_container(container: Container, workload: Workload) -> None:
         raise NotApplicable
 
 
+_CONTAINER_KINDS = {
+    "initContainers": "init container",
+    "ephemeralContainers": "ephemeral container",
+}
+
+
 def _where(container: Container) -> str:
-    kind = {"initContainers": "init container", "ephemeralContainers": "ephemeral container"}
-    return f"{kind.get(container.list_name, 'container')} {container.name}"
+    return f"{_CONTAINER_KINDS.get(container.list_name, 'container')} {container.name}"
 
 
 def _sidecar(container: Container) -> bool:
@@ -68,14 +81,17 @@ def _runs_to_completion(workload: Workload) -> bool:
 @check("workload.read-only-root-filesystem")
 def read_only_root_filesystem(
     container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+) -> list[Violation]:
     _linux_container(container, workload)
-    if container.security_context.get("readOnlyRootFilesystem") is not True:
-        yield Violation(
+    if container.security_context.get("readOnlyRootFilesystem") is True:
+        return []
+    return [
+        Violation(
             f"{_where(container)} has a writable root filesystem "
             "(securityContext.readOnlyRootFilesystem is not true)",
             "securityContext.readOnlyRootFilesystem",
         )
+    ]
 
 
 # --- resources ----------------------------------------------------------------------------
@@ -85,12 +101,17 @@ _ZERO_QUANTITY = re.compile(r"[+]?0*(?:\.0*)?(?:[eE][+-]?\d+)?[A-Za-z]{0,2}")
 
 def _quantity_set(value: Any) -> bool:
     """A resource quantity that is present and not zero."""
-    if isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return False
     if isinstance(value, int | float):
         return value > 0
     text = (as_str(value) or "").strip()
+    if text[:1] in _NON_ZERO_DIGITS:
+        return True  # the common "250m", "1Gi": a leading non-zero digit is never zero
     return bool(text) and not _ZERO_QUANTITY.fullmatch(text)
+
+
+_NON_ZERO_DIGITS = frozenset("123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +148,33 @@ def _set_keys(item: dict[str, Any], *fields: str) -> set[str]:
     }
 
 
+def _namespace_defaults(namespace: str, ctx: Context) -> _LimitRangeDefaults:
+    """`_limit_range_defaults`, worked out once per namespace and scan."""
+    known: dict[str, _LimitRangeDefaults] = ctx.derived("workload.limit-range-defaults", _none)
+    defaults = known.get(namespace)
+    if defaults is None:
+        defaults = known[namespace] = _limit_range_defaults(namespace, ctx)
+    return defaults
+
+
+def _none(_: Inventory) -> dict[Any, Any]:
+    return {}
+
+
 def _missing_resource(
     container: Container, workload: Workload, ctx: Context, resource: str, *, request: bool
-) -> Iterator[Violation]:
+) -> list[Violation]:
     """A violation when neither the container nor a LimitRange sets the resource."""
     _judged_container(container)
     resources = as_dict(container.spec.get("resources"))
     limits = as_dict(resources.get("limits"))
     if _quantity_set(limits.get(resource)):
-        return  # a limit without a request makes the request equal to it
+        return []  # a limit without a request makes the request equal to it
     if request and _quantity_set(as_dict(resources.get("requests")).get(resource)):
-        return
-    defaults = _limit_range_defaults(workload.namespace, ctx)
+        return []
+    defaults = _namespace_defaults(workload.namespace, ctx)
     if resource in (defaults.requests if request else defaults.limits):
-        return
+        return []
     gap = ctx.inventory.coverage.gap(["LimitRange"])
     if gap is not None:
         raise NotEvaluated(
@@ -148,52 +182,57 @@ def _missing_resource(
             f"{'request' if request else 'limit'}, but {gap}"
         )
     field = f"resources.{'requests' if request else 'limits'}.{resource}"
-    yield Violation(
-        f"{_where(container)} sets no {resource} {'request' if request else 'limit'} ({field}) "
-        f"and no LimitRange in namespace {workload.namespace} sets a default",
-        field,
-    )
+    return [
+        Violation(
+            f"{_where(container)} sets no {resource} {'request' if request else 'limit'} "
+            f"({field}) and no LimitRange in namespace {workload.namespace} sets a default",
+            field,
+        )
+    ]
 
 
 @check("workload.cpu-request")
-def cpu_request(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def cpu_request(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     return _missing_resource(container, workload, ctx, "cpu", request=True)
 
 
 @check("workload.memory-request")
-def memory_request(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def memory_request(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     return _missing_resource(container, workload, ctx, "memory", request=True)
 
 
 @check("workload.memory-limit")
-def memory_limit(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def memory_limit(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     return _missing_resource(container, workload, ctx, "memory", request=False)
 
 
 # --- probes -------------------------------------------------------------------------------
 
 
-def _probe_violation(container: Container, workload: Workload, field: str) -> Iterator[Violation]:
+def _probe_violation(container: Container, workload: Workload, field: str) -> list[Violation]:
     _judged_container(container)
     if container.list_name == "initContainers" or _runs_to_completion(workload):
         raise NotApplicable  # run-to-completion containers have nothing to keep alive
     probe = container.spec.get(field)
     if probe is None:
-        yield Violation(f"{_where(container)} has no {field}", field)
-    elif not any(isinstance(as_dict(probe).get(h), dict) for h in PROBE_HANDLERS):
-        yield Violation(
+        return [Violation(f"{_where(container)} has no {field}", field)]
+    if any(isinstance(as_dict(probe).get(h), dict) for h in PROBE_HANDLERS):
+        return []
+    return [
+        Violation(
             f"{_where(container)} has a {field} without a handler ({', '.join(PROBE_HANDLERS)})",
             field,
         )
+    ]
 
 
 @check("workload.liveness-probe")
-def liveness_probe(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def liveness_probe(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     return _probe_violation(container, workload, "livenessProbe")
 
 
 @check("workload.readiness-probe")
-def readiness_probe(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def readiness_probe(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     return _probe_violation(container, workload, "readinessProbe")
 
 
@@ -228,30 +267,38 @@ def parse_image(reference: str) -> ImageReference:
     )
 
 
-def _image_of(container: Container) -> ImageReference:
+def _image_of(container: Container, ctx: Context) -> ImageReference:
+    """The container's image, parsed once per scan for all the image checks (the same
+    image runs in many containers)."""
     image = container.image.strip()
     if not image:
         raise NotEvaluated(f"{_where(container)} names no image")
-    return parse_image(image)
+    parsed: dict[str, ImageReference] = ctx.derived("workload.parsed-images", _none)
+    reference = parsed.get(image)
+    if reference is None:
+        reference = parsed[image] = parse_image(image)
+    return reference
 
 
 @check("workload.image-latest-tag")
-def image_latest_tag(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def image_latest_tag(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _judged_container(container)
-    image = _image_of(container)
+    image = _image_of(container, ctx)
     if not image.mutable:
-        return
+        return []
     if image.tag is None:
-        yield Violation(f"{_where(container)} image has no tag, so it means :latest", "image")
-    elif image.tag == "latest":
-        yield Violation(f"{_where(container)} image uses the :latest tag", "image")
+        return [Violation(f"{_where(container)} image has no tag, so it means :latest", "image")]
+    if image.tag == "latest":
+        return [Violation(f"{_where(container)} image uses the :latest tag", "image")]
+    return []
 
 
 @check("workload.image-digest")
-def image_digest(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def image_digest(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _judged_container(container)
-    if _image_of(container).mutable:
-        yield Violation(f"{_where(container)} image is not pinned by digest (@sha256:...)", "image")
+    if not _image_of(container, ctx).mutable:
+        return []
+    return [Violation(f"{_where(container)} image is not pinned by digest (@sha256:...)", "image")]
 
 
 def _effective_pull_policy(container: Container, image: ImageReference) -> str:
@@ -265,22 +312,23 @@ def _effective_pull_policy(container: Container, image: ImageReference) -> str:
 
 
 @check("workload.image-pull-policy")
-def image_pull_policy(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def image_pull_policy(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _judged_container(container)
-    image = _image_of(container)
+    image = _image_of(container, ctx)
     if not image.mutable:
-        return  # a digest names the same bytes on every node, whatever the policy
+        return []  # a digest names the same bytes on every node, whatever the policy
     policy = _effective_pull_policy(container, image)
-    if policy != "Always":
-        stated = "" if container.spec.get("imagePullPolicy") else " by default"
-        yield Violation(
+    if policy == "Always":
+        return []
+    stated = "" if container.spec.get("imagePullPolicy") else " by default"
+    return [
+        Violation(
             f"{_where(container)} image is referenced by a mutable tag and pulled "
             f"{policy}{stated}: nodes can run different images for the same tag, and a "
             "cached image is used without checking the pod may pull it",
             "imagePullPolicy",
         )
+    ]
 
 
 # --- namespace ----------------------------------------------------------------------------
@@ -312,11 +360,16 @@ def service_account_name(workload: Workload) -> str:
 
 
 def _service_account(workload: Workload, ctx: Context) -> K8sObject | None:
-    name = service_account_name(workload)
-    for obj in ctx.inventory.in_namespace("ServiceAccount", workload.namespace):
-        if obj.name == name:
-            return obj
-    return None
+    accounts = ctx.derived("workload.service-accounts", _service_accounts)
+    return accounts.get((workload.namespace, service_account_name(workload)))
+
+
+def _service_accounts(inventory: Inventory) -> dict[tuple[str | None, str], K8sObject]:
+    """ServiceAccounts by namespace and name (the first, should a name repeat)."""
+    accounts: dict[tuple[str | None, str], K8sObject] = {}
+    for account in inventory.of_kind("ServiceAccount"):
+        accounts.setdefault((account.namespace, account.name), account)
+    return accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,91 +431,110 @@ def default_service_account(workload: Workload, ctx: Context) -> Iterator[Violat
 # --- capabilities -------------------------------------------------------------------------
 
 
-def _capabilities(container: Container, field: str) -> list[str]:
+def _capabilities(container: Container) -> dict[str, Any]:
+    return as_dict(container.security_context.get("capabilities"))
+
+
+def _names(capabilities: dict[str, Any], field: str) -> list[str]:
     """Capability names as the runtime reads them: upper case, with or without CAP_."""
-    names = as_list(as_dict(container.security_context.get("capabilities")).get(field))
+    names = as_list(capabilities.get(field))
     return [name.upper().removeprefix("CAP_") for name in names if isinstance(name, str)]
 
 
+_NET_RAW_OR_ALL = frozenset({"NET_RAW", "ALL"})
+
+
 @check("workload.net-raw-capability")
-def net_raw_capability(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def net_raw_capability(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _linux_container(container, workload)
-    added = _capabilities(container, "add")
-    if "NET_RAW" in added or "ALL" in added:
-        yield Violation(
-            f"{_where(container)} adds NET_RAW (securityContext.capabilities.add)",
-            "securityContext.capabilities.add",
-        )
-    elif not {"NET_RAW", "ALL"} & set(_capabilities(container, "drop")):
-        yield Violation(
+    capabilities = _capabilities(container)
+    if not _NET_RAW_OR_ALL.isdisjoint(_names(capabilities, "add")):
+        return [
+            Violation(
+                f"{_where(container)} adds NET_RAW (securityContext.capabilities.add)",
+                "securityContext.capabilities.add",
+            )
+        ]
+    if not _NET_RAW_OR_ALL.isdisjoint(_names(capabilities, "drop")):
+        return []
+    return [
+        Violation(
             f"{_where(container)} does not drop NET_RAW "
             "(securityContext.capabilities.drop has neither NET_RAW nor ALL)",
             "securityContext.capabilities.drop",
         )
+    ]
 
 
 @check("workload.added-capabilities")
-def added_capabilities(
-    container: Container, workload: Workload, ctx: Context
-) -> Iterator[Violation]:
+def added_capabilities(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _linux_container(container, workload)
-    added = sorted(set(_capabilities(container, "add")))
-    if added:
-        yield Violation(
+    added = sorted(set(_names(_capabilities(container), "add")))
+    if not added:
+        return []
+    return [
+        Violation(
             f"{_where(container)} adds capabilities {', '.join(added)}",
             "securityContext.capabilities.add",
         )
+    ]
 
 
 # --- user ---------------------------------------------------------------------------------
 
 
-def _effective_user(container: Container, workload: Workload) -> tuple[int | None, str]:
-    """runAsUser as it applies to the container (its own beats the pod's), and where from."""
-    for context, origin in (
-        (container.security_context, "container"),
-        (workload.security_context, "pod"),
-    ):
-        user = context.get("runAsUser")
-        if isinstance(user, int) and not isinstance(user, bool):
-            return user, origin
-    return None, ""
+def _user_id(context: dict[str, Any]) -> int | None:
+    user = context.get("runAsUser")
+    return user if isinstance(user, int) and not isinstance(user, bool) else None
 
 
-def _effective_run_as_non_root(container: Container, workload: Workload) -> bool | None:
-    for context in (container.security_context, workload.security_context):
-        if isinstance(value := context.get("runAsNonRoot"), bool):
-            return value
-    return None
+def _run_as_non_root(context: dict[str, Any]) -> bool | None:
+    value = context.get("runAsNonRoot")
+    return value if isinstance(value, bool) else None
 
 
 @check("workload.runs-as-root")
-def runs_as_root(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def runs_as_root(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _linux_container(container, workload)
-    user, user_origin = _effective_user(container, workload)
+    # The container's own settings beat the pod's; the pod's are read only when needed.
+    own = container.security_context
+    user, user_origin = _user_id(own), "container"
+    if user is None:
+        user, user_origin = _user_id(workload.security_context), "pod"
     if user == 0:
-        yield Violation(
-            f"{_where(container)} runs as root (runAsUser 0, set on the {user_origin})",
-            "securityContext.runAsUser",
-        )
-    elif user is None and _effective_run_as_non_root(container, workload) is not True:
-        yield Violation(
+        return [
+            Violation(
+                f"{_where(container)} runs as root (runAsUser 0, set on the {user_origin})",
+                "securityContext.runAsUser",
+            )
+        ]
+    if user is not None:
+        return []
+    non_root = _run_as_non_root(own)
+    if non_root is None:
+        non_root = _run_as_non_root(workload.security_context)
+    if non_root is True:
+        return []
+    return [
+        Violation(
             f"{_where(container)} may run as root: neither runAsNonRoot true nor a "
             "non-zero runAsUser is set, so the image decides",
             "securityContext.runAsNonRoot",
         )
+    ]
 
 
 @check("workload.security-context")
-def security_context(container: Container, workload: Workload, ctx: Context) -> Iterator[Violation]:
+def security_context(container: Container, workload: Workload, ctx: Context) -> list[Violation]:
     _judged_container(container)
-    if not container.security_context and not workload.security_context:
-        yield Violation(
+    if container.security_context or workload.security_context:
+        return []
+    return [
+        Violation(
             f"{_where(container)} has no securityContext, and neither does the pod",
             "securityContext",
         )
+    ]
 
 
 # --- host paths ---------------------------------------------------------------------------

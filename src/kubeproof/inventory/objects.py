@@ -101,7 +101,10 @@ class K8sObject:
 
     @property
     def uid(self) -> str | None:
-        return as_str(self.metadata.get("uid"))
+        # Read for every object when workloads are resolved: spelled out without helpers.
+        metadata = self.raw.get("metadata")
+        uid = metadata.get("uid") if isinstance(metadata, dict) else None
+        return uid if isinstance(uid, str) else None
 
     @property
     def subject(self) -> Subject:

@@ -23,6 +23,8 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+# The field path of the pod spec inside each kind, e.g. "spec.template.spec".
+_SPEC_PATHS = {kind: ".".join((*keys, "spec")) for kind, keys in POD_SPEC_PATHS.items()}
 
 
 @dataclass(slots=True)
@@ -31,18 +33,16 @@ class Container:
     spec: dict[str, Any]
     list_name: str  # initContainers | containers | ephemeralContainers
     index: int
+    # Read once, as a dozen checks read them for every container: its field path in the
+    # pod spec (e.g. "containers[0]"), its image ("" when none) and securityContext.
+    path: str = field(init=False)
+    image: str = field(init=False)
+    security_context: dict[str, Any] = field(init=False)
 
-    @property
-    def path(self) -> str:
-        return f"{self.list_name}[{self.index}]"
-
-    @property
-    def image(self) -> str:
-        return as_str(self.spec.get("image")) or ""
-
-    @property
-    def security_context(self) -> dict[str, Any]:
-        return as_dict(self.spec.get("securityContext"))
+    def __post_init__(self) -> None:
+        self.path = f"{self.list_name}[{self.index}]"
+        self.image = as_str(self.spec.get("image")) or ""
+        self.security_context = as_dict(self.spec.get("securityContext"))
 
 
 @dataclass(slots=True)
@@ -56,12 +56,15 @@ class Workload:
     containers: list[Container]
     pod_count: int | None = None  # running pods it owns, when read from a cluster
     extra: dict[str, Any] = field(default_factory=dict)
-    # Read once: many checks match the pod labels against selectors.
+    # Read once: many checks match the pod labels against selectors, and read the pod's
+    # securityContext for each container.
     pod_labels: dict[str, str] = field(init=False)
+    security_context: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         labels = as_dict(self.pod_metadata.get("labels"))
         self.pod_labels = {k: v for k, v in labels.items() if isinstance(v, str)}
+        self.security_context = as_dict(self.pod_spec.get("securityContext"))
 
     @property
     def subject(self) -> Subject:
@@ -75,10 +78,6 @@ class Workload:
     def pod_annotations(self) -> dict[str, str]:
         annotations = as_dict(self.pod_metadata.get("annotations"))
         return {k: v for k, v in annotations.items() if isinstance(v, str)}
-
-    @property
-    def security_context(self) -> dict[str, Any]:
-        return as_dict(self.pod_spec.get("securityContext"))
 
     def all_containers(self) -> Iterator[Container]:
         return iter(self.containers)
@@ -112,11 +111,10 @@ def workload_of(obj: K8sObject) -> Workload | None:
     pod_spec = template.get("spec")
     if not isinstance(pod_spec, dict):
         return None
-    spec_path = ".".join((*keys, "spec"))
     return Workload(
         obj=obj,
         pod_metadata=as_dict(template.get("metadata")),
         pod_spec=pod_spec,
-        spec_path=spec_path,
+        spec_path=_SPEC_PATHS[obj.kind],
         containers=containers_of(pod_spec),
     )
