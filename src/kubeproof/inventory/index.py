@@ -117,7 +117,7 @@ class Inventory:
         return self._workloads_by_namespace.get(namespace, [])
 
     def _resolve_workloads(self) -> list[Workload]:
-        by_uid = {obj.uid: obj for obj in self if obj.uid}
+        by_uid = {uid: obj for obj in self if (uid := obj.uid)}
         workloads: dict[int, Workload] = {}
         pods_of: dict[int, int] = defaultdict(int)
         for obj in self:
