@@ -146,3 +146,20 @@ def test_a_pod_that_arrives_before_its_owner_waits_for_it() -> None:
     assert ("Deployment", "shop", "web") in plan.workloads
     judged = {r.subject.kind for r in evaluate_plan(plan, cache, CHECKS, _context)}
     assert judged <= {"Deployment", "Cluster"}, judged
+
+
+def test_a_scan_keeps_the_verdicts_it_repeats_and_replaces_those_that_moved() -> None:
+    plan = Plan(frozenset(c.spec.id for c in CHECKS if c.spec.scope in ("container", "workload")))
+    cache = cache_of(deployment("web"), deployment("api"), kinds=WORKLOAD_KINDS)
+    last = verdicts_of(evaluate_plan(plan, cache, CHECKS, _context))
+    cache.put(deployment("api", privileged=True, version="2"))
+    fresh = verdicts_of(evaluate_plan(plan, cache, CHECKS, _context), last)
+    assert fresh.keys() == last.keys()
+    kept = {fp for fp in fresh if fresh[fp] is last[fp]}
+    moved = {fp for fp in fresh if fresh[fp] != last[fp]}
+    assert moved and not moved & kept
+    assert {(last[fp].check.id, last[fp].subject.name) for fp in moved} >= {
+        ("pss.privileged", "api")
+    }
+    assert {fresh[fp].subject.name for fp in kept} >= {"web", "api"}
+    assert fresh == verdicts_of(evaluate_plan(plan, cache, CHECKS, _context))  # same verdicts

@@ -30,6 +30,7 @@ def _config_map(name: str, version: str) -> dict[str, Any]:
             "managedFields": [{"manager": "kubectl"}],
         },
         "data": {"a": "b"},
+        "status": {"never": "judged"},
     }
 
 
@@ -130,6 +131,9 @@ def test_watch_skips_malformed_relists_on_gone_and_resumes(fake_api: FakeWatchAp
     assert "managedFields" not in first.objects[0].metadata
     assert isinstance(added, Event) and (added.type, added.obj.name) == ("ADDED", "one")
     assert isinstance(relisted, Listed) and [o.name for o in relisted.objects] == ["one", "two"]
+    # Listed or watched, objects arrive compact: no status, equal parts held once.
+    assert all("status" not in obj.raw for obj in (*first.objects, *relisted.objects, added.obj))
+    assert relisted.objects[1].raw["data"] is first.objects[0].raw["data"] is added.obj.raw["data"]
     assert isinstance(modified, Event) and modified.type == "MODIFIED"
     assert isinstance(deleted, Event) and (deleted.type, deleted.obj.name) == ("DELETED", "one")
     counts = counters.snapshot()

@@ -15,7 +15,11 @@ from kubeproof.store.record import _results_digest
 _text = st.text(max_size=120)
 _row = st.fixed_dictionaries(
     {
-        "fingerprint": st.sampled_from(["a" * 32, "a" * 31 + "b", "c" * 32]),
+        # The engine's (hex), others that sort as they are, and any text (escaped, or
+        # sorting after the quote that ends it in a line).
+        "fingerprint": st.sampled_from(["a" * 32, "a" * 31 + "b", "c" * 32, "a" * 31, "A1z"])
+        | st.text(alphabet="0123456789abcdef", max_size=33)
+        | st.text(max_size=4),
         "check_id": st.sampled_from(["pss.privileged", "pss.privileged-long-name" * 4]),
         "status": st.sampled_from(["pass", "fail", "not_evaluated", "excepted"]),
         "severity": st.sampled_from(["low", "high"]),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from kubeproof.agent import settled
+from kubeproof.agent import memory, settled
 from kubeproof.agent.attribution import Actor, AuditAttribution
 from kubeproof.agent.baselines import BASELINE_DECISION, DRIFT_GROUP, AgentBaselines
 from kubeproof.agent.record import AgentRecorder, transition_row
@@ -161,6 +161,7 @@ class Agent:
     def run(self, stop: threading.Event) -> int:
         """List, record the first scan, then watch until `stop` is set. Raises
         ClusterError when the cluster cannot be read at all."""
+        memory.limit_arenas()  # before the watcher threads start
         client = ApiClient(self.connection)
         discovery = discover(client)
         for kind, (state, detail) in discovery.missing.items():
@@ -189,8 +190,11 @@ class Agent:
                 self.audit.close()
 
     def _run(self, stop: threading.Event, kinds: set[str]) -> int:
-        first = wait_for_lists(self._queue, kinds, stop, self.options.initial_list_timeout_s)
-        for message in first:
+        # Not kept in a local: the first lists would hold every object they brought for as
+        # long as the agent runs, however often the cache replaces them.
+        for message in wait_for_lists(
+            self._queue, kinds, stop, self.options.initial_list_timeout_s
+        ):
             self._apply(message)
         if stop.is_set():
             return EXIT_OK
@@ -391,7 +395,7 @@ class Agent:
             sources=[self._source],
             baselines=baselines,
         )
-        verdicts = verdicts_of(report.results)
+        verdicts = verdicts_of(report.results, self.verdicts)
         return Judged(verdicts, self.recorder.record_scan(report, inventory))
 
     def _adopt(
@@ -413,6 +417,7 @@ class Agent:
             else:
                 fresh[fingerprint] = known
         self.verdicts = fresh
+        memory.release_free_memory()  # what the scan freed: the next peak starts lower
         recorded = judged.recorded
         if recorded is None:
             return False

@@ -135,7 +135,8 @@ class AgentRecorder:
         return True
 
     def record_scan(self, report: ScanReport, inventory: Inventory) -> Recorded | None:
-        """A scan in the store as `kubeproof scan --db` records it; None on failure."""
+        """A scan in the store as `kubeproof scan --db` records it; None on failure. The
+        report's results are dropped as they are written."""
         try:
             return record_scan(
                 self.store,
@@ -143,6 +144,7 @@ class AgentRecorder:
                 cluster=self.cluster,
                 present=present_subjects(inventory),
                 identities=subject_identities(inventory),
+                release_results=True,  # the agent keeps only verdicts
             )
         except STORE_ERRORS as error:
             self._failed("record a scan", error)

@@ -11,6 +11,7 @@ Periodic full rescans catch whatever these rules miss.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +157,14 @@ class Verdict:
         (a passing one says what the check's title says)."""
         return Result(self.check, self.status, self.subject, self.message or self.check.title)
 
+    def says(self, check: CheckSpec, status: Status, subject: Subject, message: str | None) -> bool:
+        return (
+            self.check is check
+            and self.status is status
+            and self.message == message
+            and self.subject == subject
+        )
+
 
 def diff_verdicts(
     plan: Plan,
@@ -221,19 +230,27 @@ def apply_verdicts(plan: Plan, verdicts: dict[str, Verdict], fresh: Sequence[Res
     return set(stale) | judged.keys()
 
 
-def verdicts_of(results: Iterable[Result]) -> dict[str, Verdict]:
+def verdicts_of(
+    results: Iterable[Result], last: Mapping[str, Verdict] | None = None
+) -> dict[str, Verdict]:
     """One verdict per fingerprint; a failure wins over any other status. Subjects are
-    shared between the verdicts of one subject (many checks judge each)."""
+    shared between the verdicts of one subject (many checks judge each). A verdict that
+    says what the `last` judgement said is that same verdict, and fingerprints are interned
+    (as the store's rows intern them): a whole-cache scan repeats nearly every verdict, and
+    needs no second copy of any while the last judgement's are still held."""
     verdicts: dict[str, Verdict] = {}
     subjects: dict[Subject, Subject] = {}
     for result in results:
-        fingerprint = result.fingerprint
+        fingerprint = sys.intern(result.fingerprint)
         known = verdicts.get(fingerprint)
         if known is None or (result.status is Status.FAIL and known.status is not Status.FAIL):
-            subject = subjects.setdefault(result.subject, result.subject)
             failing = result.status is Status.FAIL
             message = result.message if failing else None
-            verdicts[fingerprint] = Verdict(result.check, subject, result.status, message)
+            said = last.get(fingerprint) if last is not None else None
+            if said is None or not said.says(result.check, result.status, result.subject, message):
+                subject = subjects.setdefault(result.subject, result.subject)
+                said = Verdict(result.check, subject, result.status, message)
+            verdicts[fingerprint] = said
     return verdicts
 
 

@@ -1,16 +1,19 @@
 """The agent's in-memory view of the cluster: one K8sObject per live object, per kind.
 
 Each object is held once (the inventories built for evaluation reference the same
-instances), and what is never judged is dropped on the way in: managedFields always,
-Secret contents never arrive (Secrets are read as metadata only).
+instances), and what is never judged is dropped on the way in: managedFields and status
+always, Secret contents never arrive (Secrets are read as metadata only). What is left is
+held once however many objects repeat it (agent/shared.py).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kubeproof.agent.shared import SharedValues
 from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 from kubeproof.inventory.owners import top_owner
@@ -34,14 +37,42 @@ class Change:
         return obj
 
 
+# Status is what controllers report back (a Pod's IPs, conditions, container states): no
+# check reads it, and a change's judged diff leaves it out.
+UNJUDGED_FIELDS = ("status",)
+_SHARED = SharedValues()
+
+
 def prepared(raw: dict[str, Any], kind: str, api_version: str) -> K8sObject:
-    """An object as the cache keeps it: kind and apiVersion filled in, managedFields gone."""
+    """An object as the cache keeps it (`compact`)."""
+    return cached_object(compact(raw, kind, api_version))
+
+
+def compact(raw: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]:
+    """An object's fields as the cache keeps them: kind and apiVersion filled in,
+    managedFields and status gone, and every part it has in common with other objects
+    shared with them. Its top level and metadata (its name, uid and version: its own) are
+    its own, and not worth a place in the table."""
     metadata = raw.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop("managedFields", None)
+    for name in UNJUDGED_FIELDS:
+        raw.pop(name, None)
     raw["kind"] = as_str(raw.get("kind")) or kind
     raw["apiVersion"] = as_str(raw.get("apiVersion")) or api_version
-    obj = K8sObject.from_raw(raw)
+    shared = {}
+    for key, value in raw.items():
+        key = sys.intern(key)
+        if key == "metadata" and isinstance(value, dict):
+            shared[key] = {sys.intern(k): _SHARED.share(part) for k, part in value.items()}
+        else:
+            shared[key] = _SHARED.share(value)
+    return shared
+
+
+def cached_object(fields: dict[str, Any]) -> K8sObject:
+    """The object of fields made `compact`."""
+    obj = K8sObject.from_raw(fields)
     obj.extra["source"] = SOURCE
     return obj
 

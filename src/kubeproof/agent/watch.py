@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeproof.agent.state import prepared
+from kubeproof.agent.state import cached_object, compact, prepared
 from kubeproof.inventory import K8sObject
 from kubeproof.inventory.objects import as_dict, as_str
 from kubeproof.sources.cluster import (
@@ -216,10 +216,14 @@ class KindWatcher(threading.Thread):
                 objects, version = self._list_metadata_only()
                 detail = "metadata only"
             else:
-                listed = list_all(self._client, self.resource.path)
-                objects = [
-                    prepared(item, self.kind, self.resource.api_version) for item in listed.items
-                ]
+                kind, api_version = self.kind, self.resource.api_version
+                # Compact page by page: a large list is never held whole as parsed.
+                listed = list_all(
+                    self._client,
+                    self.resource.path,
+                    each=lambda item: compact(item, kind, api_version),
+                )
+                objects = [cached_object(item) for item in listed.items]
                 version, detail = listed.resource_version, ""
         except ApiError as error:
             state = {403: "forbidden", 404: "not_served"}.get(error.status, "error")

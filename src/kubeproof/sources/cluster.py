@@ -428,9 +428,16 @@ class Listed:
 
 
 def list_all(
-    client: ApiClient, path: str, *, accept: str = "", params: dict[str, str] | None = None
+    client: ApiClient,
+    path: str,
+    *,
+    accept: str = "",
+    params: dict[str, str] | None = None,
+    each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Listed:
-    """Every page of a LIST. A 410 Gone (the continue token expired) restarts it once."""
+    """Every page of a LIST. A 410 Gone (the continue token expired) restarts it once.
+    `each` is applied to every item as its page arrives (the agent makes them compact, so
+    that a large list is never held whole as parsed)."""
     for attempt in (1, 2):
         items: list[dict[str, Any]] = []
         token: str | None = None
@@ -450,7 +457,7 @@ def list_all(
                             # Half the bytes of a Pod and never judged: dropped page by page,
                             # so a large list never holds them all at once.
                             metadata.pop("managedFields", None)
-                        items.append(item)
+                        items.append(item if each is None else each(item))
                 token = as_str(as_dict(page.get("metadata")).get("continue")) or None
                 if token is None:
                     return Listed(

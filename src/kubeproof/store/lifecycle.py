@@ -38,6 +38,8 @@ SubjectKey = tuple[str, str, str]  # kind, namespace ("" when none), name
 
 # Bulk updates by primary key; the session holds none of these rows as objects.
 _NO_SYNC = {"synchronize_session": False}
+# Finding rows per statement: a large scan's thousands are never all held at once.
+_CHUNK = 5000
 # Subjects that stand for the whole cluster: never "deleted".
 _CLUSTER_KINDS = frozenset({"Cluster"})
 # The order in which a subject's several results for one check decide its status.
@@ -62,7 +64,7 @@ class Changes:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per result of a scan
 class Observation:
     """What one scan says about one fingerprint."""
 
@@ -127,7 +129,19 @@ def apply_scan(
     }
     new_rows: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+
+    def write(final: bool = False) -> None:
+        """Write the rows gathered so far once there are a chunk's worth (or the last)."""
+        if updates and (final or len(updates) >= _CHUNK):
+            session.execute(update(FindingRow), updates, execution_options=_NO_SYNC)
+            updates.clear()
+        if new_rows and (final or len(new_rows) >= _CHUNK):
+            session.execute(insert(table_of(FindingRow)), new_rows)
+            changes.opened += len(new_rows)
+            new_rows.clear()
+
     for fingerprint, observation in observed.items():
+        write()
         finding = findings.get(fingerprint)
         if observation.status is Status.FAIL:
             if finding is None:
@@ -149,6 +163,7 @@ def apply_scan(
                 updates.append({"id": finding.id, "last_status": observation.status.value})
 
     for finding in findings.values():
+        write()
         if finding.state != OPEN or finding.fingerprint in observed:
             continue
         key = (finding.kind, finding.namespace, finding.name)
@@ -163,17 +178,14 @@ def apply_scan(
             changes.resolved += 1
             changes.events.append(_event(finding.id, scan, RESOLVED))
 
-    if updates:
-        session.execute(update(FindingRow), updates, execution_options=_NO_SYNC)
-    if new_rows:
-        session.execute(insert(table_of(FindingRow)), new_rows)
+    write(final=True)
+    if changes.opened:
         opened = session.execute(
             select(FindingRow.id).where(
                 FindingRow.cluster == scan.cluster, FindingRow.first_scan_id == scan.id
             )
         ).scalars()
         changes.events.extend(_event(finding_id, scan, OPENED) for finding_id in opened)
-        changes.opened = len(new_rows)
     if changes.events:
         session.execute(insert(table_of(FindingEventRow)), changes.events)
     return changes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,28 +39,63 @@ FAILED = Status.FAIL.value
 _KEPT = ("fingerprint", "check_id", "status", "reason", "kind", "namespace", "name")
 _KEPT_FAILING = (*_KEPT, "severity", "container", "message")
 _CHUNK = 5000  # results inserted per statement
-_SORT_PREFIX = 80  # bytes of a result's canonical line that order it (its fingerprint first)
+
+
+class KeptRow(Mapping[str, Any]):
+    """What summaries and finding lifecycles read of one result (the `_KEPT` fields, and
+    `_KEPT_FAILING` of a failing one), in under half the memory of a dict: a scan keeps
+    one for every result until its findings are decided."""
+
+    __slots__ = _KEPT_FAILING
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        for name in _KEPT_FAILING if row["status"] == FAILED else _KEPT:
+            setattr(self, name, row[name])
+
+    def __getitem__(self, name: str) -> Any:
+        if name in _KEPT_FAILING:
+            try:
+                return getattr(self, name)
+            except AttributeError:
+                pass
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in _KEPT_FAILING if hasattr(self, name))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _results_digest(
     rows: Iterable[Mapping[str, Any]], row_at: Callable[[int], Mapping[str, Any]]
 ) -> str:
     """ledger.results_digest, without holding every line at once (with their details, a
-    large scan's lines take hundreds of MB): the lines are ordered by their first bytes,
-    which start with the fingerprint, the few that share them by the whole line, then
-    made again one at a time (`row_at(index)`) to be hashed in that order."""
-    keys = sorted((_line(row)[:_SORT_PREFIX], index) for index, row in enumerate(rows))
+    large scan's lines take hundreds of MB): a line starts with its row's fingerprint, so
+    the rows are ordered by fingerprint, the few that share one by their whole line, and
+    the lines made again one at a time (`row_at(index)`) to be hashed in that order."""
+    fingerprints = [row["fingerprint"] for row in rows]
+    if not all(_plain(fingerprint) for fingerprint in fingerprints):
+        return ledger.results_digest(row_at(index) for index in range(len(fingerprints)))
+    order = sorted(range(len(fingerprints)), key=fingerprints.__getitem__)
     digest = hashlib.sha256()
     start = 0
-    while start < len(keys):
+    while start < len(order):
         end = start + 1
-        while end < len(keys) and keys[end][0] == keys[start][0]:
+        while end < len(order) and fingerprints[order[end]] == fingerprints[order[start]]:
             end += 1
-        for line in sorted(_line(row_at(index)) for _, index in keys[start:end]):
+        for line in sorted(_line(row_at(index)) for index in order[start:end]):
             digest.update(line)
             digest.update(b"\n")
         start = end
     return digest.hexdigest()
+
+
+def _plain(fingerprint: Any) -> bool:
+    """A fingerprint whose lines sort as it does: JSON writes it as it is, between quotes,
+    and the quote that ends it sorts before any of its characters (every fingerprint the
+    engine makes: hex digits)."""
+    return isinstance(fingerprint, str) and fingerprint.isascii() and fingerprint.isalnum()
 
 
 def _line(row: Mapping[str, Any]) -> bytes:
@@ -97,7 +133,9 @@ def result_values(result: Result, redacted: dict[str, str] | None = None) -> dic
     subject = result.subject
     location = result.location
     return {
-        "fingerprint": result.fingerprint,
+        # Interned: a large scan holds one for each of its results while it is recorded,
+        # and so may its caller (the agent's verdicts).
+        "fingerprint": sys.intern(result.fingerprint),
         "check_id": result.check.id,
         "status": result.status.value,
         "severity": result.check.severity.value,
@@ -182,19 +220,21 @@ def record_scan(
     present: Iterable[Subject] = (),
     recorded_at: datetime | None = None,
     identities: Mapping[SubjectKey, SubjectIdentity] | None = None,
+    release_results: bool = False,
 ) -> Recorded:
     """Record `report` as a scan of `cluster`. `present` lists every subject the source
     showed (present_subjects(inventory)), so that a subject without results in this framework
     is not taken for deleted; `identities` (subject_identities(inventory)) their UIDs and
-    labels."""
+    labels. `release_results` empties `report.results` as they are written, for a caller
+    that needs none of them afterwards (the agent): findings are then decided without
+    holding them too."""
     memo: dict[str, str] = {}
-    kept: list[dict[str, Any]] = []  # of each result, what summaries and findings read
+    kept: list[KeptRow] = []  # of each result, what summaries and findings read
 
     def rows() -> Iterator[dict[str, Any]]:
         for result in report.results:
             row = result_values(result, memo)
-            fields = _KEPT_FAILING if row["status"] == FAILED else _KEPT
-            kept.append({name: row[name] for name in fields})
+            kept.append(KeptRow(row))
             yield row
 
     digest = _results_digest(rows(), lambda index: result_values(report.results[index], memo))
@@ -215,6 +255,8 @@ def record_scan(
             # Core, not the ORM's bulk path: several times faster for plain rows.
             rows_of_chunk = [{**result_values(r, memo), "scan_id": scan.id} for r in chunk]
             session.execute(insert(table_of(ResultRow)), rows_of_chunk)
+        if release_results:
+            report.results = []
         if kept:
             session.execute(insert(table_of(ScanCheckCountRow)), check_rows)
             session.execute(insert(table_of(ScanSubjectCountRow)), subject_rows)
