@@ -4,7 +4,6 @@ print or write a report."""
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from kubeproof.cli import database, scan_images
 from kubeproof.cli import exceptions as exceptions_cli
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, EXIT_USAGE, UsageError
 from kubeproof.cli.inputs import add_input_arguments, load_source
+from kubeproof.collector import collector_paused
 from kubeproof.engine import parse_pss_version
 from kubeproof.model import Severity, Status
 from kubeproof.reports import FORMATS, Renderer, renderer_for
@@ -76,26 +76,27 @@ def run(arguments: argparse.Namespace) -> int:
     declared = exceptions_cli.declared_exceptions(arguments, now)  # a bad file fails fast
     scan_images.check_image_arguments(arguments)
     store = database.recording_store(arguments)  # before scanning: a bad --db fails fast
-    source = load_source(arguments)
-    # The objects live until the process ends: keep the cyclic garbage collector from
-    # walking millions of them again and again while results pile up (a third of the
-    # evaluation time on large inputs). A one-shot command can afford this; a daemon not.
-    gc.freeze()
-    report = scan_inventory(
-        source.inventory,
-        framework,
-        pss_version=pss_version,
-        cluster_name=source.cluster_name,
-        errors=source.errors,
-        sources=source.names,
-        files=source.files,
-        baselines=database.approved_baselines(store, source.cluster_name),
-    )
-    scan_images.judge_images(arguments, report, source)  # --images: before exceptions apply
-    exceptions_cli.apply_to_scan(arguments, report, source.inventory, declared, store, now)
-    write_report(report, arguments.format, arguments.output)
-    if store is not None:
-        database.record(store, report, source)
+    # What is read and judged lives until the command ends: the cyclic collector would
+    # only walk it again and again while results pile up (a third of the evaluation time on
+    # large inputs), so it is paused, and all of it frozen before it resumes. A one-shot
+    # command can afford this; a daemon not.
+    with collector_paused(freeze=True):
+        source = load_source(arguments)
+        report = scan_inventory(
+            source.inventory,
+            framework,
+            pss_version=pss_version,
+            cluster_name=source.cluster_name,
+            errors=source.errors,
+            sources=source.names,
+            files=source.files,
+            baselines=database.approved_baselines(store, source.cluster_name),
+        )
+        scan_images.judge_images(arguments, report, source)  # --images: before exceptions
+        exceptions_cli.apply_to_scan(arguments, report, source.inventory, declared, store, now)
+        write_report(report, arguments.format, arguments.output)
+        if store is not None:
+            database.record(store, report, source)
     for problem in source.errors:
         print(f"kubeproof: input error: {problem}", file=sys.stderr)
     unread = sorted(
