@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from controlplane import ControlPlane, wait_for
+from controlplane import ControlPlane
 from cryptography.hazmat.primitives.asymmetric import ec
-from webhook_helpers import LABEL, call, pod, registered_webhooks, serving
+from webhook_helpers import LABEL, call, pod, registered_webhooks, serving, wait_for_webhook
 
 from admission.bundling import attach, dsse_bundle, keyless_bundle, statement
 from admission.cosign import PrivateKey, new_key, public_pem, push_image
@@ -85,16 +85,7 @@ def test_an_unsigned_image_is_denied_and_allowed_once_a_bundle_is_attached(
     image = f"{registry.host}/kp/app@{digest}"
     pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
-    # The API server picks up a new webhook configuration asynchronously.
-    wait_for(
-        lambda: (
-            b"kubeproof denied"
-            in call(
-                control_plane, "POST", f"{pods}?dryRun=All", pod("probe", pod_spec(image=image))
-            ).body
-        ),
-        "the API server to call the webhook",
-    )
+    wait_for_webhook(control_plane, pods, pod("probe", pod_spec(image=image)))
     denied = call(control_plane, "POST", pods, pod("app", pod_spec(image=image)))
     assert denied.status == 403, denied.body
     message = denied.json()["message"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from controlplane import ControlPlane, wait_for
 from sqlalchemy import create_engine, text
-from webhook_helpers import LABEL, call, pod, registered_webhooks
+from webhook_helpers import LABEL, call, pod, registered_webhooks, wait_for_webhook
 
 from admission.reviews import privileged_pod_spec
 from admission.webhook_tls import Tls, make_tls
@@ -58,11 +58,7 @@ def recording(
     try:
         with registered_webhooks(control_plane, tls, configurations, {NAMESPACE: {LABEL: RUN}}):
             probe = pod("probe", privileged_pod_spec())
-            path = f"/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All"
-            wait_for(
-                lambda: b"kubeproof denied" in call(control_plane, "POST", path, probe).body,
-                "the API server to call the webhook",
-            )
+            wait_for_webhook(control_plane, f"/api/v1/namespaces/{NAMESPACE}/pods", probe)
             yield server, recorder, url
     finally:
         server.shutdown()

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from controlplane import ControlPlane, wait_for
-from webhook_helpers import LABEL, call, pod, registered_webhooks, serving
+from controlplane import ControlPlane
+from webhook_helpers import LABEL, call, pod, registered_webhooks, serving, wait_for_webhook
 
 from admission.bundling import attach
 from admission.cosign import push_image
@@ -102,15 +102,7 @@ def test_a_keyless_signed_image_is_admitted_and_others_are_denied(
 ) -> None:
     fulcio, rekor = sigstore
     unsigned = f"{registry.host}/kl/app@{push_image(registry, 'kl/app', '1', 'unsigned')}"
-    wait_for(  # the API server picks up a new webhook configuration asynchronously
-        lambda: (
-            b"kubeproof denied"
-            in call(
-                control_plane, "POST", f"{PODS}?dryRun=All", pod("probe", pod_spec(image=unsigned))
-            ).body
-        ),
-        "the API server to call the webhook",
-    )
+    wait_for_webhook(control_plane, PODS, pod("probe", pod_spec(image=unsigned)))
     denied = call(control_plane, "POST", PODS, pod("unsigned", pod_spec(image=unsigned)))
     assert denied.status == 403, denied.body
     assert "[images.signed]" in denied.json()["message"]

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from controlplane import ControlPlane, wait_for
-from webhook_helpers import LABEL, call, pod, registered_webhooks, serving
+from controlplane import ControlPlane
+from webhook_helpers import LABEL, call, pod, registered_webhooks, serving, wait_for_webhook
 
 from admission.cosign import PrivateKey, cosign_sign, new_key, public_pem, push_image
 from admission.reviews import pod_spec
@@ -82,16 +82,7 @@ def test_an_unsigned_image_is_denied_and_the_same_image_once_signed_is_allowed(
     image = f"{registry.host}/kp/app@{digest}"
     pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
-    # The API server picks up a new webhook configuration asynchronously.
-    wait_for(
-        lambda: (
-            b"kubeproof denied"
-            in call(
-                control_plane, "POST", f"{pods}?dryRun=All", pod("probe", pod_spec(image=image))
-            ).body
-        ),
-        "the API server to call the webhook",
-    )
+    wait_for_webhook(control_plane, pods, pod("probe", pod_spec(image=image)))
     denied = call(control_plane, "POST", pods, pod("app", pod_spec(image=image)))
     assert denied.status == 403, denied.body
     message = denied.json()["message"]

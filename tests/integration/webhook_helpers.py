@@ -52,6 +52,15 @@ def pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
+def wait_for_webhook(cluster: ControlPlane, pods: str, probe: dict[str, Any]) -> None:
+    """Until a dry-run create of `probe` on `pods` (a pods collection path) is denied by
+    kubeproof: the API server picks up new webhook configurations asynchronously."""
+    wait_for(
+        lambda: b"kubeproof denied" in call(cluster, "POST", f"{pods}?dryRun=All", probe).body,
+        "the API server to call the webhook",
+    )
+
+
 def configuration(name: str, url: str, ca: bytes, selector: str, failure: str) -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
