@@ -1,5 +1,6 @@
 """Fixtures shared by every suite: one throwaway PostgreSQL server per test session (started
-only when a test asks for it), and an empty evidence database per test on each backend."""
+only when a test asks for it), an empty evidence database per test on each backend, and a
+loopback docker-registry per test module that asks for one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from databases import Database
+from images.registry_server import REGISTRY_BINARY, Registry, running_registry
 from postgres import PostgresServer, find_bin, start
 
 
@@ -44,3 +46,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     server: PostgresServer = request.getfixturevalue("postgres_server")
     name = server.create_database()
     return Database("postgresql", server.url(name), server=server, name=name)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An anonymous registry; a module that needs authentication defines its own."""
+    if not Path(REGISTRY_BINARY).exists():
+        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
+    with running_registry(tmp_path_factory.mktemp("registry")) as server:
+        yield server

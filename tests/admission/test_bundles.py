@@ -13,7 +13,6 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from admission.bundling import (
 from admission.cosign import PrivateKey, cosign_sign, new_key, public_pem, push_image
 from admission.reviews import pod_spec, review, workload
 from images.builders import OCI_INDEX
-from images.registry_server import REGISTRY_BINARY, Registry, running_registry
+from images.registry_server import Registry
 from kubeproof.admission.decide import Decider, Decision
 from kubeproof.admission.policy import parse_policy
 from kubeproof.admission.review import parse_review
@@ -39,14 +38,6 @@ from kubeproof.admission.signatures import Outcome, SignatureVerifier, Verdict, 
 from kubeproof.images.reference import parse_registry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from admission.keyless_signing import (
     trusted_root,
 )
 from admission.reviews import pod_spec, review, workload
-from images.registry_server import REGISTRY_BINARY, Registry, running_registry
+from images.registry_server import Registry
 from kubeproof.admission.decide import Decider, Decision
 from kubeproof.admission.policy import Policy, PolicyError, SignatureRule, parse_policy
 from kubeproof.admission.review import parse_review
@@ -38,14 +38,6 @@ from kubeproof.cli.main import main
 from kubeproof.images.reference import parse_registry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
 
 
 @dataclass

@@ -30,7 +30,7 @@ from admission.cosign import (
     sign,
 )
 from admission.reviews import pod_spec, review, workload
-from images.registry_server import REGISTRY_BINARY, Registry, free_port, running_registry
+from images.registry_server import Registry, free_port
 from kubeproof.admission.decide import Decider, Decision
 from kubeproof.admission.evidence import decision_values
 from kubeproof.admission.policy import PolicyError, load_policy, parse_policy
@@ -47,14 +47,6 @@ from kubeproof.admission.signatures import (
 from kubeproof.images.reference import parse_registry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

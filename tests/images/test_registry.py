@@ -29,14 +29,6 @@ SITE = "usr/lib/python3/dist-packages"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def pushed(
     registry: Registry, dpkg_status: bytes, os_release: bytes, python_metadata: tuple[str, bytes]
 ) -> dict[str, str]:

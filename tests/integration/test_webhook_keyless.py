@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from controlplane import ControlPlane
@@ -30,7 +29,7 @@ from admission.keyless_signing import (
 )
 from admission.reviews import pod_spec
 from admission.webhook_tls import Tls, make_tls
-from images.registry_server import REGISTRY_BINARY, Registry, running_registry
+from images.registry_server import Registry
 from kubeproof.admission.decide import Decider
 from kubeproof.admission.policy import parse_policy
 from kubeproof.admission.server import AdmissionServer
@@ -41,14 +40,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("webhook-keyless"
 RUN = uuid.uuid4().hex[:8]
 NAMESPACE = f"kp-wh-keyless-{RUN}"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from controlplane import ControlPlane
@@ -18,7 +17,7 @@ from webhook_helpers import LABEL, call, pod, registered_webhooks, serving, wait
 from admission.cosign import PrivateKey, cosign_sign, new_key, public_pem, push_image
 from admission.reviews import pod_spec
 from admission.webhook_tls import Tls, make_tls
-from images.registry_server import REGISTRY_BINARY, Registry, running_registry
+from images.registry_server import Registry
 from kubeproof.admission.decide import Decider
 from kubeproof.admission.policy import parse_policy
 from kubeproof.admission.server import AdmissionServer
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.integration
 
 RUN = uuid.uuid4().hex[:8]
 NAMESPACE = f"kp-wh-signed-{RUN}"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ is not evaluated, and --offline reads only the SBOM cache."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,13 @@ import yaml
 
 from databases import Database
 from images.builders import Blobs, file, layer_tar
-from images.registry_server import REGISTRY_BINARY, Registry, running_registry
+from images.registry_server import Registry
 from kubeproof.cli.main import main
 from kubeproof.reports.json import load_schema
 
 pytestmark = pytest.mark.integration
 SITE = "usr/lib/python3/dist-packages"
 REQUESTS_ADVISORY = "GHSA-9wx4-h78v-vm56"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if not Path(REGISTRY_BINARY).exists():
-        pytest.skip("docker-registry is not installed (scripts/registry.sh)")
-    with running_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
