@@ -7,7 +7,9 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from databases import Database
 from kubeproof import frameworks
+from kubeproof.cli.main import main
 from kubeproof.inventory import Inventory
 from kubeproof.scan import scan_inventory
 from kubeproof.sources.files import load_paths
@@ -90,3 +92,12 @@ def build_history(store: Store, workdir: Path) -> list[Recorded]:
         record_day(store, workdir, day, web_privileged=privileged, worker=worker)
         for day, (privileged, worker) in SCHEDULE.items()
     ]
+
+
+def report(
+    database: Database, output: Path, format_: str, *extra: str, period: tuple[str, str] = PERIOD
+) -> int:
+    """`kubeproof report` of the period into `output`; its exit code."""
+    first, last = period
+    arguments = ["report", "--from", first, "--to", last, "--format", format_]
+    return main([*arguments, "--output", str(output), "--db", database.url, *extra])

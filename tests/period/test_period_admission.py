@@ -10,9 +10,11 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import period_helpers
 import pytest
 from trestle.oscal.assessment_results import AssessmentResults
 
@@ -94,10 +96,7 @@ def decisions(database: Database) -> Iterator[Database]:
     yield database
 
 
-def report(database: Database, output: Path, format_: str, *extra: str) -> int:
-    first, last = PERIOD
-    arguments = ["report", "--from", first, "--to", last, "--format", format_]
-    return main([*arguments, "--output", str(output), "--db", database.url, *extra])
+report = partial(period_helpers.report, period=PERIOD)
 
 
 def test_json_counts_decisions_by_answer_rule_and_namespace(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from period_databases import new_database
-from period_helpers import MISSING_DAYS, PERIOD, PRIVILEGED, SCHEDULE, T0, build_history
+from period_helpers import MISSING_DAYS, PERIOD, PRIVILEGED, SCHEDULE, T0, build_history, report
 from sqlalchemy import create_engine, text
 from trestle.oscal.assessment_results import AssessmentResults
 
@@ -44,14 +44,6 @@ def history(
     finally:
         store.close()
     yield database
-
-
-def report(
-    database: Database, output: Path, format_: str, *extra: str, period: tuple[str, str] = PERIOD
-) -> int:
-    first, last = period
-    arguments = ["report", "--from", first, "--to", last, "--format", format_]
-    return main([*arguments, "--output", str(output), "--db", database.url, *extra])
 
 
 def web_privileged(data: dict[str, Any]) -> dict[str, Any]:
