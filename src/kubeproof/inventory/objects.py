@@ -101,10 +101,7 @@ class K8sObject:
 
     @property
     def uid(self) -> str | None:
-        # Read for every object when workloads are resolved: spelled out without helpers.
-        metadata = self.raw.get("metadata")
-        uid = metadata.get("uid") if isinstance(metadata, dict) else None
-        return uid if isinstance(uid, str) else None
+        return as_str(self.metadata.get("uid"))
 
     @property
     def subject(self) -> Subject:
