@@ -91,6 +91,25 @@ def test_table_groups_by_criterion(manifests: Path, capsys: pytest.CaptureFixtur
     assert "pss.privileged" in out
 
 
+def test_table_lists_each_failing_check_once_most_severe_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "pods"
+    directory.mkdir()
+    for number in range(5):
+        (directory / f"pod-{number}.yaml").write_text(PRIVILEGED.replace("root", f"root-{number}"))
+    main(["scan", str(directory), "--fail-on", "none"])
+    out = capsys.readouterr().out
+    heading = next(line for line in out.splitlines() if line.startswith("critical pss.privileged"))
+    assert heading.endswith("CC6.1 CC6.8 · 5 failing")
+    assert out.count("critical pss.privileged") == 1  # once, though it evidences two criteria
+    assert "Pod/team/root-0 · " in out and "pod-0.yaml:1" in out
+    assert "Pod/team/root-3" not in out and "… and 2 more" in out  # three examples each
+    order = ["critical", "high", "medium", "low", "info"]
+    severities = [word for line in out.splitlines() if (word := line.split(" ", 1)[0]) in order]
+    assert len(severities) > 3 and severities == sorted(severities, key=order.index)
+
+
 def test_catalogue_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frameworks", "-o", "json"]) == 0
     ids = {f["id"] for f in json.loads(capsys.readouterr().out)}

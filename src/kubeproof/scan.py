@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from kubeproof import __version__
@@ -59,7 +60,7 @@ class ScanReport:
         by_check: dict[str, Counter[Status]] = {}
         # Counted as pairs first: a Counter per result would cost a second on a large scan.
         for (check_id, status), count in Counter(
-            (r.check.id, r.status) for r in self.results
+            map(attrgetter("check.id", "status"), self.results)
         ).items():
             by_check.setdefault(check_id, Counter())[status] = count
         summaries = []
@@ -71,7 +72,7 @@ class ScanReport:
         return summaries
 
     def totals(self) -> dict[Status, int]:
-        return dict(Counter(r.status for r in self.results))
+        return dict(Counter(map(attrgetter("status"), self.results)))
 
 
 def scan_inventory(

@@ -97,43 +97,44 @@ def _group_noun(report: ScanReport) -> str:
 
 
 def _print_failures(console: Console, report: ScanReport) -> None:
+    """Each failing check once, most severe first, with a few examples: the summary above
+    already counts them per criterion, and a check listed under each of its criteria made
+    a large scan's terminal report long and slow to lay out."""
     failed_by_check: dict[str, list[Result]] = defaultdict(list)
     for result in report.results:
         if result.status is Status.FAIL:
             failed_by_check[result.check.id].append(result)
+    if not failed_by_check:
+        return
+    groups_of: dict[str, list[str]] = defaultdict(list)
     for group in report.framework.groups:
-        checks = sorted(
-            (c for c in group.checks if c.id in failed_by_check),
-            key=lambda c: (-c.spec.severity.rank, c.id),
-        )
-        if not checks:
-            continue
-        failing = sum(len(failed_by_check[c.id]) for c in checks)
-        table = Table(
-            title=f"{group.id} · {group.title}: {failing} failing",
-            title_justify="left",
-            expand=True,
-        )
-        table.add_column("severity", no_wrap=True)
-        table.add_column("check", no_wrap=True)
-        table.add_column("subject")
-        table.add_column("finding")
-        table.add_column("where")
-        for check in checks:
-            # A few examples per check: the terminal is for reading, the json and csv
-            # formats carry every result.
-            results = sorted(failed_by_check[check.id], key=lambda r: str(r.subject))
-            for result in results[:ROWS_PER_CHECK]:
-                table.add_row(
-                    Text(check.spec.severity.value, style=SEVERITY_STYLE[check.spec.severity]),
-                    check.id,
-                    str(result.subject),
-                    result.message,
-                    _where(result),
-                )
-            if len(results) > ROWS_PER_CHECK:
-                table.add_row("", check.id, f"… and {len(results) - ROWS_PER_CHECK} more", "", "")
-        console.print(table)
+        for check in group.checks:
+            groups_of[check.id].append(group.id)
+    specs = {results[0].check.id: results[0].check for results in failed_by_check.values()}
+    ordered = sorted(
+        specs.values(), key=lambda s: (-s.severity.rank, -len(failed_by_check[s.id]), s.id)
+    )
+    failing = sum(map(len, failed_by_check.values()))
+    text = Text()
+    text.append(
+        f"Failing checks: {len(ordered)}, {failing} failing results, most severe first "
+        f"(the first {ROWS_PER_CHECK} of each; json and csv carry every result)\n",
+        style="bold",
+    )
+    for spec in ordered:
+        results = sorted(failed_by_check[spec.id], key=lambda r: str(r.subject))
+        text.append(f"\n{spec.severity.value:<9}", style=SEVERITY_STYLE[spec.severity])
+        text.append(spec.id, style="bold")
+        text.append(f" · {' '.join(groups_of.get(spec.id, ()))} · {len(results)} failing\n")
+        for result in results[:ROWS_PER_CHECK]:
+            where = _where(result)
+            text.append(f"  {result.subject}" + (f" · {where}" if where else "") + "\n")
+            text.append(f"    {result.message}\n")
+        if len(results) > ROWS_PER_CHECK:
+            text.append(f"  … and {len(results) - ROWS_PER_CHECK} more\n")
+    # Soft wrap: the terminal folds long lines itself. Laying a large scan's findings out
+    # as a table, once under each criterion, took longer than running the checks.
+    console.print(text, soft_wrap=True)
 
 
 def _where(result: Result) -> str:
