@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.inventory import Inventory
 from kubeproof.inventory.objects import as_dict
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
@@ -393,12 +394,9 @@ def _exceptions_loader() -> Any:
 def load_exceptions_file(path: str, limits: Limits) -> list[RiskException]:
     """`exceptions: [...]` from a YAML file; every problem names the file and the field."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_FILE_LIMIT + 1)
-    except OSError as error:
-        raise ExceptionSpecError(f"{path}: cannot read: {error.strerror or error}") from None
-    if len(raw) > _FILE_LIMIT:
-        raise ExceptionSpecError(f"{path}: larger than {_FILE_LIMIT // 1024} KiB")
+        raw = read_bounded(path, _FILE_LIMIT, path)
+    except UnreadableFile as problem:
+        raise ExceptionSpecError(str(problem)) from None
     import yaml
 
     try:

@@ -196,7 +196,7 @@ def test_files(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(document(statement(IMAGE_PURL)))
     assert len(load_vex([good, good])) == 2
-    with pytest.raises(VexError, match=r"missing\.json: cannot read"):
+    with pytest.raises(VexError, match=r"cannot read .*missing\.json"):
         load_vex([tmp_path / "missing.json"])
     binary = tmp_path / "binary.json"
     binary.write_bytes(b"\xff\xfe{}")

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kubeproof.admission.bundles import PublicKey, shown
+from kubeproof.bounded import UnreadableFile, read_bounded
 
 MAX_TRUSTED_ROOT_BYTES = 1024 * 1024
 _ROOT_FIELDS = frozenset(
@@ -126,13 +127,9 @@ def load_trusted_root(text: str, base: Path | None = None) -> TrustedRoot:
     if not path.is_absolute() and base is not None:
         path = base / path
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TRUSTED_ROOT_BYTES + 1)
-    except OSError as error:
-        raise TrustedRootProblem(f"cannot read {text}: {error.strerror or error}") from None
-    if len(data) > MAX_TRUSTED_ROOT_BYTES:
-        raise TrustedRootProblem(f"{text} is larger than {MAX_TRUSTED_ROOT_BYTES} bytes")
-    return parse_trusted_root(data)
+        return parse_trusted_root(read_bounded(path, MAX_TRUSTED_ROOT_BYTES, text))
+    except UnreadableFile as problem:
+        raise TrustedRootProblem(str(problem)) from None
 
 
 def parse_trusted_root(data: bytes) -> TrustedRoot:

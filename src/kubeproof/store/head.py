@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.store.ledger import canonical_json, canonical_time
 from kubeproof.store.schema import LedgerEntryRow
 from kubeproof.store.signing import ALGORITHM, HEAD_PURPOSE, PublicKey, Signer
@@ -114,12 +115,9 @@ def current_head(session: Session, signer: Signer | None) -> ExportedHead:
 def read_head(path: str) -> ExportedHead:
     source = Path(path).expanduser()
     try:
-        with source.open("rb") as handle:
-            data = handle.read(_MAX_FILE + 1)
-    except OSError as error:
-        raise HeadFileError(f"cannot read head file {source}: {error.strerror or error}") from None
-    if len(data) > _MAX_FILE:
-        raise HeadFileError(f"head file {source} is too large to be an exported ledger head")
+        data = read_bounded(source, _MAX_FILE, f"head file {source}")
+    except UnreadableFile as problem:
+        raise HeadFileError(str(problem)) from None
     return parse_head(data, str(source))
 
 

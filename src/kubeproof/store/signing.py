@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.orm import Session
 
+from kubeproof.bounded import UnreadableFile, read_bounded
+
 SIGNING_KEY_VARIABLE = "KUBEPROOF_SIGNING_KEY"
 ALGORITHM = "Ed25519"
 KEY_ID_LENGTH = 16
@@ -78,13 +80,9 @@ class PublicKey:
 
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_KEY_FILE + 1)
-    except OSError as error:
-        raise SigningKeyError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    if len(data) > _MAX_KEY_FILE:
-        raise SigningKeyError(f"{what} {path} is too large to be an Ed25519 key")
-    return data
+        return read_bounded(path, _MAX_KEY_FILE, f"{what} {path}")
+    except UnreadableFile as problem:
+        raise SigningKeyError(str(problem)) from None
 
 
 def parse_private_key(data: bytes, source: str) -> Signer:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.images.packages import Package
 from kubeproof.images.reader import ImageContents
 from kubeproof.images.reference import RegistryReference, parse_reference
@@ -286,12 +287,9 @@ def load_vex(paths: Iterable[str | Path]) -> list[Statement]:
     for path in paths:
         origin = str(path)
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_BYTES + 1)
-        except OSError as error:
-            raise VexError(f"{origin}: cannot read: {error.strerror or error}") from None
-        if len(raw) > MAX_BYTES:
-            raise VexError(f"{origin}: larger than {MAX_BYTES >> 20} MiB")
+            raw = read_bounded(path, MAX_BYTES, origin)
+        except UnreadableFile as problem:
+            raise VexError(str(problem)) from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -1,0 +1,30 @@
+"""Reading a small file that somebody else wrote, without trusting its size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UnreadableFile(Exception):
+    """The file could not be read, or is larger than its kind ever is. The message names
+    the file as the caller described it."""
+
+
+def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
+    """The file's bytes. Reads at most `limit + 1` bytes whatever the file's size, so that
+    a huge file (or /dev/zero) is refused without being loaded."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise UnreadableFile(f"cannot read {what}: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise UnreadableFile(f"{what} is larger than {_size(limit)}")
+    return data
+
+
+def _size(limit: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if limit >= scale and limit % scale == 0:
+            return f"{limit // scale} {unit}"
+    return f"{limit} bytes"
