@@ -395,8 +395,8 @@ def load_exceptions_file(path: str, limits: Limits) -> list[RiskException]:
     """`exceptions: [...]` from a YAML file; every problem names the file and the field."""
     try:
         raw = read_bounded(path, _FILE_LIMIT, path)
-    except UnreadableFile as problem:
-        raise ExceptionSpecError(str(problem)) from None
+    except UnreadableFile as refused:
+        raise ExceptionSpecError(str(refused)) from None
     import yaml
 
     try:

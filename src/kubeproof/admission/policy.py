@@ -25,6 +25,7 @@ from kubeproof.admission.trustroot import (
     TrustedRootProblem,
     load_trusted_root,
 )
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.checks import Check, catalogue
 from kubeproof.engine import WORKLOAD_KINDS
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
@@ -32,6 +33,7 @@ from kubeproof.inventory.selectors import label_selector_problem, selector_match
 POLICY_API_VERSION = "kubeproof.dev/v1alpha1"
 POLICY_KIND = "AdmissionPolicy"
 MODES = ("enforce", "warn", "audit", "off")
+MAX_POLICY_BYTES = 1 << 20  # a policy is a page of YAML written by hand
 # Scopes whose subject is the admitted object itself; the others judge namespaces, the
 # cluster or other kinds, which one AdmissionReview does not show.
 ADMISSION_SCOPES = frozenset({"container", "workload"})
@@ -164,9 +166,9 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; raises PolicyError naming the file and field."""
     where = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise PolicyError(f"policy {where}: cannot read: {error.strerror or error}") from None
+        text = read_bounded(path, MAX_POLICY_BYTES, f"policy {where}").decode("utf-8")
+    except UnreadableFile as refused:
+        raise PolicyError(str(refused)) from None
     except UnicodeDecodeError:
         raise PolicyError(f"policy {where}: not UTF-8 text") from None
     try:

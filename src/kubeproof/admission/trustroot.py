@@ -128,8 +128,8 @@ def load_trusted_root(text: str, base: Path | None = None) -> TrustedRoot:
         path = base / path
     try:
         return parse_trusted_root(read_bounded(path, MAX_TRUSTED_ROOT_BYTES, text))
-    except UnreadableFile as problem:
-        raise TrustedRootProblem(str(problem)) from None
+    except UnreadableFile as refused:
+        raise TrustedRootProblem(str(refused)) from None
 
 
 def parse_trusted_root(data: bytes) -> TrustedRoot:

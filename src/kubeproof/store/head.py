@@ -116,8 +116,8 @@ def read_head(path: str) -> ExportedHead:
     source = Path(path).expanduser()
     try:
         data = read_bounded(source, _MAX_FILE, f"head file {source}")
-    except UnreadableFile as problem:
-        raise HeadFileError(str(problem)) from None
+    except UnreadableFile as refused:
+        raise HeadFileError(str(refused)) from None
     return parse_head(data, str(source))
 
 

@@ -81,8 +81,8 @@ class PublicKey:
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
         return read_bounded(path, _MAX_KEY_FILE, f"{what} {path}")
-    except UnreadableFile as problem:
-        raise SigningKeyError(str(problem)) from None
+    except UnreadableFile as refused:
+        raise SigningKeyError(str(refused)) from None
 
 
 def parse_private_key(data: bytes, source: str) -> Signer:

@@ -288,8 +288,8 @@ def load_vex(paths: Iterable[str | Path]) -> list[Statement]:
         origin = str(path)
         try:
             raw = read_bounded(path, MAX_BYTES, origin)
-        except UnreadableFile as problem:
-            raise VexError(str(problem)) from None
+        except UnreadableFile as refused:
+            raise VexError(str(refused)) from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
