@@ -444,6 +444,39 @@ def _hybrid() -> tuple[Loader, Loader]:
     return load_all, load_one
 
 
+# A JSON string (key or value) that a plain YAML 1.1 scalar with the same text would not
+# have been: a boolean, a null or a number in any of go-yaml v2's forms. rapidyaml's JSON
+# cannot say whether such a string was quoted in the YAML, so its document is re-parsed.
+TYPED_JSON_STRING = re.compile(
+    r'"(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF'
+    r"|~|null|Null|NULL|<<"
+    r"|[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+    r"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?)"
+    r'|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))"'
+)
+
+
+def _ryml_json_guarded() -> tuple[Loader, Loader]:
+    """rapidyaml's JSON through orjson; documents whose JSON holds a typed-looking string
+    re-parsed by pyrs-yaml (YAML 1.1). Still not exact (tags, lone aliases, duplicate
+    keys): it measures what the cheapest guard costs."""
+    import orjson
+    import pyrs_yaml
+    import ryml
+
+    def load_one(t: str) -> Any:
+        tree = ryml.parse_in_arena(t)
+        text = ryml.emit_json(tree, tree.root_id())
+        if TYPED_JSON_STRING.search(text):
+            return pyrs_yaml.safe_load(t, schema="yaml1.1")
+        return orjson.loads(text)
+
+    def load_all(t: str) -> list[Any]:
+        return [load_one(c) for _, c in split_documents(t) if not _blank(c)]
+
+    return load_all, load_one
+
+
 # An alias is `*name` after a space, a line start or a flow indicator. The test
 # over-matches (e.g. ` */5` in a quoted cron schedule), which only costs a slower parse.
 ALIAS_TOKEN = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\[\]{}]", re.M)
@@ -566,6 +599,13 @@ CANDIDATES: dict[str, Candidate] = {
             "ryml",
             _ryml_json,
             "ryml parse + emit_json + orjson.loads",
+        ),
+        Candidate(
+            "rapidyaml-json-guarded",
+            "rapidyaml",
+            "ryml",
+            _ryml_json_guarded,
+            "ryml JSON + orjson; typed-looking strings re-parsed by pyrs-yaml yaml1.1",
         ),
         Candidate("yaml-rs", "yaml-rs", "yaml_rs", _yaml_rs, "yaml_rs.loads(parse_datetime=False)"),
         Candidate(
