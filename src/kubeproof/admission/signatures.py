@@ -45,6 +45,7 @@ from kubeproof.admission.bundles import (
 )
 from kubeproof.admission.keyless import verify_keyless
 from kubeproof.admission.trustroot import KeylessTrust
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.images.digest import parse_digest
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Descriptor
@@ -52,6 +53,7 @@ from kubeproof.images.reference import RegistryReference
 from kubeproof.images.registry import RegistryClient, RegistryError
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 
+MAX_KEY_FILE_BYTES = 64 << 10  # a PEM public key is under 1 KiB
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIGNATURE_TYPE = "cosign container image signature"
@@ -86,9 +88,9 @@ def load_policy_key(text: str, base: Path | None = None) -> PolicyKey:
         if not path.is_absolute() and base is not None:
             path = base / path
         try:
-            pem = path.read_bytes()
-        except OSError as error:
-            raise KeyProblem(f"cannot read key file {text}: {error.strerror or error}") from None
+            pem = read_bounded(path, MAX_KEY_FILE_BYTES, f"key file {text}")
+        except UnreadableFile as refused:
+            raise KeyProblem(str(refused)) from None
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm):

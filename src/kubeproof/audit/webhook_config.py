@@ -10,6 +10,10 @@ from pathlib import Path
 
 import yaml
 
+from kubeproof.bounded import UnreadableFile, read_bounded
+
+MAX_CA_FILE_BYTES = 1 << 20  # a CA bundle is a few certificates
+
 
 class WebhookConfigError(ValueError):
     pass
@@ -28,11 +32,9 @@ def webhook_kubeconfig(
     cluster: dict[str, str] = {"server": url}
     if ca_file is not None:
         try:
-            pem = ca_file.read_bytes()
-        except OSError as error:
-            raise WebhookConfigError(
-                f"--ca-file {ca_file}: cannot be read ({error.strerror})"
-            ) from None
+            pem = read_bounded(ca_file, MAX_CA_FILE_BYTES, f"--ca-file {ca_file}")
+        except UnreadableFile as refused:
+            raise WebhookConfigError(str(refused)) from None
         if b"-----BEGIN CERTIFICATE-----" not in pem:
             raise WebhookConfigError(f"--ca-file {ca_file}: not a PEM certificate")
         cluster["certificate-authority-data"] = base64.b64encode(pem).decode()

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.images.errors import ImageError
 from kubeproof.inventory.objects import as_dict, as_str
 
+MAX_CONFIG_BYTES = 4 << 20  # a docker config.json with many registries is some KiB
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HELPER_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -76,11 +78,11 @@ def load_credentials(registry: str, config_path: Path | None) -> Credentials | N
             raise ImageError(f"registry config {path}: no such file")
         return None
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ImageError(
-            f"registry config {path}: cannot read it ({type(error).__name__})"
-        ) from None
+        config = json.loads(read_bounded(path, MAX_CONFIG_BYTES, f"registry config {path}"))
+    except UnreadableFile as refused:
+        raise ImageError(str(refused)) from None
+    except ValueError:  # UnicodeDecodeError included
+        raise ImageError(f"registry config {path}: not valid JSON") from None
     helper = _helper_name(as_dict(config), registry)
     if helper:
         return _helper_credentials(helper, registry, path)

@@ -29,11 +29,14 @@ from typing import Any
 
 import yaml
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.model import Severity
 from kubeproof.notify.channels import Channel, ChannelError, SlackChannel, WebhookChannel
 from kubeproof.notify.dispatcher import NotifySettings
 
 CHANNEL_TYPES: dict[str, type[Channel]] = {"webhook": WebhookChannel, "slack": SlackChannel}
+MAX_CONFIG_BYTES = 1 << 20  # a notification config is a page of YAML
+MAX_URL_FILE_BYTES = 64 << 10  # a webhook URL, as a mounted Secret writes it
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _KNOWN_KEYS = {
@@ -56,9 +59,9 @@ class NotifyConfigError(ValueError):
 def load_config(path: Path) -> tuple[list[Channel], NotifySettings]:
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise NotifyConfigError(f"{where}: cannot be read ({error.strerror})") from None
+        data = yaml.safe_load(read_bounded(path, MAX_CONFIG_BYTES, where).decode("utf-8"))
+    except UnreadableFile as refused:
+        raise NotifyConfigError(str(refused)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -112,9 +115,11 @@ def _url(label: str, name: str, source: str, value: Any) -> str:
             raise NotifyConfigError(f"{label} ({name}): environment variable {value} is not set")
         return url
     try:
-        return Path(value).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        raise NotifyConfigError(f"{label} ({name}): urlFile {value} cannot be read") from None
+        return read_bounded(value, MAX_URL_FILE_BYTES, f"urlFile {value}").decode("utf-8").strip()
+    except UnreadableFile as refused:
+        raise NotifyConfigError(f"{label} ({name}): {refused}") from None
+    except UnicodeDecodeError:
+        raise NotifyConfigError(f"{label} ({name}): urlFile {value} is not UTF-8 text") from None
 
 
 def _number(where: str, data: dict[str, Any], key: str, default: float) -> float:

@@ -21,8 +21,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 
+MAX_KUBECONFIG_BYTES = 16 << 20  # generous: embedded certificates for many clusters
+MAX_TOKEN_BYTES = 1 << 20  # a bearer token is a few KiB
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IN_CLUSTER_NAME = "in-cluster"
 
@@ -120,10 +123,11 @@ def load_connection(
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise KubeconfigError(f"kubeconfig {path}: cannot read it ({reason})") from None
+        text = read_bounded(path, MAX_KUBECONFIG_BYTES, f"kubeconfig {path}").decode("utf-8")
+    except UnreadableFile as refused:
+        raise KubeconfigError(str(refused)) from None
+    except UnicodeDecodeError:
+        raise KubeconfigError(f"kubeconfig {path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError, ValueError) as error:
@@ -275,9 +279,11 @@ def _file(body: dict[str, Any], key: str, origin: Path, where: str) -> str | Non
 
 def _read_token(path: Path, where: str) -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        raise KubeconfigError(f"{where}: cannot read token file {path}") from None
+        token = read_bounded(path, MAX_TOKEN_BYTES, f"token file {path}").decode("utf-8").strip()
+    except UnreadableFile as refused:
+        raise KubeconfigError(f"{where}: {refused}") from None
+    except UnicodeDecodeError:
+        raise KubeconfigError(f"{where}: token file {path} is not UTF-8 text") from None
     if not token:
         raise KubeconfigError(f"{where}: token file {path} is empty")
     return token
