@@ -25,8 +25,12 @@ from kubeproof.store.exceptions import (
 from kubeproof.store.record import present_subjects, record_scan
 
 PRIVILEGED = "pss.privileged"
-TODAY = datetime.now(UTC).date()
-IN_A_MONTH = (TODAY + timedelta(days=30)).isoformat()
+IN_A_MONTH = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+
+
+def days_from_today(days: int) -> str:
+    """Computed when the test runs: a session that crosses midnight moves "today"."""
+    return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
 
 
 @pytest.fixture
@@ -149,7 +153,7 @@ def test_list_show_and_revoke(database: Database, capsys: pytest.CaptureFixture[
     shown = json.loads(out)
     assert shown["subjects"] == ["Deployment/shop/checkout"]
     assert shown["state"] == "active" and shown["revoked"] is None
-    assert shown["createdAt"].startswith(TODAY.isoformat())
+    assert shown["createdAt"].startswith(days_from_today(0))
 
     arguments = ["--db", database.url, "--by", "bob", "--reason", "fixed upstream"]
     code, out, err = cli(capsys, "exceptions", "revoke", "EXC-1", *arguments)
@@ -242,23 +246,19 @@ def test_label_selector_matches_the_workloads_labels(
     ("extra", "expected"),
     [
         (["--expires", "2020-01-01"], "is not in the future"),
-        (["--expires", TODAY.isoformat()], "is not in the future"),
+        (["--expires", 0], "is not in the future"),
         (["--expires", "31/01/2027"], "--expires: '31/01/2027' is not a date: use YYYY-MM-DD"),
         (["--expires", "2027-02-30"], "is not a calendar date"),
-        (
-            ["--expires", (TODAY + timedelta(days=366)).isoformat()],
-            "more than 365 days after",
-        ),
-        (
-            ["--expires", (TODAY + timedelta(days=40)).isoformat(), "--max-days", "30"],
-            "more than 30 days after",
-        ),
+        (["--expires", 366], "more than 365 days after"),
+        (["--expires", 40, "--max-days", "30"], "more than 30 days after"),
     ],
 )
 def test_bad_expiry_is_refused_and_nothing_is_written(
-    database: Database, capsys: pytest.CaptureFixture[str], extra: list[str], expected: str
+    database: Database, capsys: pytest.CaptureFixture[str], extra: list[str | int], expected: str
 ) -> None:
-    code, said = add(database, capsys, "--check", PRIVILEGED, "--namespace", "shop", *extra)
+    # Whole numbers are days from today, turned into dates as the test runs.
+    arguments = [days_from_today(a) if isinstance(a, int) else a for a in extra]
+    code, said = add(database, capsys, "--check", PRIVILEGED, "--namespace", "shop", *arguments)
     assert code == 2 and expected in said, said
     if database.path is not None:
         assert not database.path.exists()  # refused before the store was even created
@@ -283,7 +283,7 @@ def test_bad_scope_is_refused(
 def test_longer_maximum_allows_a_longer_exception(
     database: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    far = (TODAY + timedelta(days=500)).isoformat()
+    far = days_from_today(500)
     code, said = add(
         database,
         capsys,
