@@ -97,44 +97,57 @@ def _group_noun(report: ScanReport) -> str:
 
 
 def _print_failures(console: Console, report: ScanReport) -> None:
-    """Each failing check once, most severe first, with a few examples: the summary above
-    already counts them per criterion, and a check listed under each of its criteria made
-    a large scan's terminal report long and slow to lay out."""
+    """What failed, grouped by criterion (or control), most severe check first, with a few
+    examples of each: the terminal is for reading, the json and csv formats carry every
+    result. A check evidencing several criteria shows its examples under the first."""
     failed_by_check: dict[str, list[Result]] = defaultdict(list)
     for result in report.results:
         if result.status is Status.FAIL:
             failed_by_check[result.check.id].append(result)
     if not failed_by_check:
         return
-    groups_of: dict[str, list[str]] = defaultdict(list)
-    for group in report.framework.groups:
-        for check in group.checks:
-            groups_of[check.id].append(group.id)
-    specs = {results[0].check.id: results[0].check for results in failed_by_check.values()}
-    ordered = sorted(
-        specs.values(), key=lambda s: (-s.severity.rank, -len(failed_by_check[s.id]), s.id)
-    )
     failing = sum(map(len, failed_by_check.values()))
     text = Text()
     text.append(
-        f"Failing checks: {len(ordered)}, {failing} failing results, most severe first "
-        f"(the first {ROWS_PER_CHECK} of each; json and csv carry every result)\n",
+        f"Failing checks by {_group_noun(report)}: {len(failed_by_check)} checks, {failing} "
+        f"failing results (the first {ROWS_PER_CHECK} of each; json and csv carry every "
+        "result)\n",
         style="bold",
     )
-    for spec in ordered:
-        results = sorted(failed_by_check[spec.id], key=lambda r: str(r.subject))
-        text.append(f"\n{spec.severity.value:<9}", style=SEVERITY_STYLE[spec.severity])
-        text.append(spec.id, style="bold")
-        text.append(f" · {' '.join(groups_of.get(spec.id, ()))} · {len(results)} failing\n")
-        for result in results[:ROWS_PER_CHECK]:
-            where = _where(result)
-            text.append(f"  {result.subject}" + (f" · {where}" if where else "") + "\n")
-            text.append(f"    {result.message}\n")
-        if len(results) > ROWS_PER_CHECK:
-            text.append(f"  … and {len(results) - ROWS_PER_CHECK} more\n")
-    # Soft wrap: the terminal folds long lines itself. Laying a large scan's findings out
-    # as a table, once under each criterion, took longer than running the checks.
+    shown_under: dict[str, str] = {}  # check id -> the group its examples are under
+    for group in report.framework.groups:
+        checks = sorted(
+            (c.spec for c in group.checks if c.id in failed_by_check),
+            key=lambda s: (-s.severity.rank, s.id),
+        )
+        if not checks:
+            continue
+        count = sum(len(failed_by_check[spec.id]) for spec in checks)
+        name = group.id if group.title == group.id else f"{group.id} · {group.title}"
+        text.append(f"\n{name}: {count} failing\n", style="bold")
+        for spec in checks:
+            results = failed_by_check[spec.id]
+            text.append(f"  {spec.severity.value:<9}", style=SEVERITY_STYLE[spec.severity])
+            text.append(spec.id, style="bold")
+            text.append(f" · {len(results)} failing")
+            if spec.id in shown_under:
+                text.append(f" (examples under {shown_under[spec.id]})\n")
+                continue
+            shown_under[spec.id] = group.id
+            text.append("\n")
+            _append_examples(text, results)
+    # Soft wrap: the terminal folds long lines itself. Laid out by rich as a table, a large
+    # scan's failures took longer to print than the checks took to run.
     console.print(text, soft_wrap=True)
+
+
+def _append_examples(text: Text, results: list[Result]) -> None:
+    for result in sorted(results, key=lambda r: str(r.subject))[:ROWS_PER_CHECK]:
+        where = _where(result)
+        text.append(f"    {result.subject}" + (f" · {where}" if where else "") + "\n")
+        text.append(f"      {result.message}\n")
+    if len(results) > ROWS_PER_CHECK:
+        text.append(f"    … and {len(results) - ROWS_PER_CHECK} more\n")
 
 
 def _where(result: Result) -> str:
