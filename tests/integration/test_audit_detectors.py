@@ -373,8 +373,12 @@ def test_routine_traffic_raises_nothing_under_the_learned_baseline(scenario: Sce
         for d in scenario.report["results"]
         if d["status"] == "fail"
         and _routine(d["evidence"]["user"])
-        # Pods other tests deploy are created by the controllers: genuine findings.
+        # Genuine findings from other tests sharing the control plane and its audit log:
+        # the pods they deploy are created by the controllers, and their scans as
+        # kubeproof-scanner are each refused Secrets, ten of them within a minute when
+        # several run at once. Neither depends on the baseline this test is about.
         and d["check"] != "audit.privileged-pod-created"
+        and (d["check"], d["evidence"]["user"]) != ("audit.forbidden-burst", "kubeproof-scanner")
     ]
     assert noisy == []
     assert scenario.report["summary"]["coverage"]["comparedWithBaseline"] > 0
