@@ -399,3 +399,28 @@ _SETTING_PIECES = st.sampled_from(
 @example("a-password: hunter2 --token abcdef <secret>xyz</secret> " + "b" * 70 + "-pw=12345")
 def test_settings_scanners_agree_with_the_plain_patterns(text: str) -> None:
     assert list(redaction._setting_matches(text)) == _reference_setting_matches(text)
+
+
+# Pieces that make each finder fire: every shape's needle, in any case, and the stems.
+_CLUE_PIECES = st.sampled_from(
+    sorted({n for s in redaction._SHAPES for n in s.needles} | {"Pass", "TOKEN", "key", "Auth"})
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(st.none(), st.lists(st.one_of(_CLUE_PIECES, st.text(max_size=8))).map("".join)),
+    st.lists(
+        st.one_of(
+            _CLUE_PIECES, st.text(max_size=12), _SETTING_PIECES, CREDENTIALS.map(lambda c: c[1])
+        )
+    ).map("".join),
+)
+@example("DB_PASSWORD", "hunter2")
+@example(None, "AccountKey=" + "A" * 30)
+@example(None, "postgres://app:hunter2@db")
+def test_the_clue_filter_never_hides_a_match(name: str | None, value: str) -> None:
+    if redaction._holds_no_clue(name, value):
+        assert list(redaction._shape_matches(value)) == []
+        assert list(redaction._setting_matches(value)) == []
+        assert name is None or redaction._named_kind(name, value) is None
