@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from kubeproof import risk_acceptance
+from kubeproof import bounded, risk_acceptance
 from kubeproof.admission import policy, signatures, trustroot
 from kubeproof.audit import webhook_config
+from kubeproof.cli.main import build_parser
 from kubeproof.images import auth
 from kubeproof.notify import config as notify_config
 from kubeproof.sources import kubeconfig
@@ -21,13 +22,21 @@ from kubeproof.vulndb import vex
 
 LIMIT = 64  # bytes: each module's own limit is patched down to this
 
+
+def webhook_manifests(option: str, path: Path) -> int:
+    """`kubeproof webhook manifests OPTION PATH`, raising its usage error."""
+    arguments = build_parser("webhook").parse_args(["webhook", "manifests", option, str(path)])
+    code: int = arguments.run(arguments)
+    return code
+
+
 READERS: list[tuple[str, Any, str, Callable[[Path], object]]] = [
     ("notify config", notify_config, "MAX_CONFIG_BYTES", notify_config.load_config),
     ("registry config", auth, "MAX_CONFIG_BYTES", lambda p: auth.load_credentials("r.test", p)),
     (
         "audit CA file",
-        webhook_config,
-        "MAX_CA_FILE_BYTES",
+        bounded,
+        "MAX_CA_BUNDLE_BYTES",
         lambda p: webhook_config.webhook_kubeconfig("https://audit.test", ca_file=p),
     ),
     (
@@ -38,6 +47,18 @@ READERS: list[tuple[str, Any, str, Callable[[Path], object]]] = [
     ),
     ("policy key", signatures, "MAX_KEY_FILE_BYTES", lambda p: signatures.load_policy_key(str(p))),
     ("admission policy", policy, "MAX_POLICY_BYTES", policy.load_policy),
+    (
+        "webhook manifests policy",
+        policy,
+        "MAX_POLICY_BYTES",
+        lambda p: webhook_manifests("--policy", p),
+    ),
+    (
+        "webhook manifests CA bundle",
+        bounded,
+        "MAX_CA_BUNDLE_BYTES",
+        lambda p: webhook_manifests("--ca-bundle", p),
+    ),
     (
         "trusted root",
         trustroot,

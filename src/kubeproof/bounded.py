@@ -23,6 +23,17 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     return data
 
 
+MAX_CA_BUNDLE_BYTES = 1 << 20  # a CA bundle is a few certificates
+
+
+def read_ca_bundle(path: str | Path, what: str) -> bytes:
+    """A PEM bundle of CA certificates, refused when it is oversized or not PEM at all."""
+    pem = read_bounded(path, MAX_CA_BUNDLE_BYTES, what)
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise UnreadableFile(f"{what}: not a PEM certificate")
+    return pem
+
+
 def _size(limit: int) -> str:
     for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
         if limit >= scale and limit % scale == 0:

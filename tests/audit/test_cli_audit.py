@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from audit.auditlog import event, line, secret_write, write_log
-from kubeproof.audit.baseline import Baseline, load_baseline, save_baseline
+from kubeproof.audit import baseline as baseline_module
+from kubeproof.audit.baseline import Baseline, BaselineError, load_baseline, save_baseline
 from kubeproof.cli.main import main
 
 SECRET = "pa55-Word-That-Must-Not-Leak-7c1d"
@@ -183,6 +184,16 @@ def test_hostile_baseline_files_are_refused_by_name(
     with pytest.raises(Exception, match="baseline") as raised:
         load_baseline(path)
     assert str(path) in str(raised.value) and problem.split(":")[0] in str(raised.value)
+
+
+def test_an_oversized_baseline_is_refused_without_being_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(baseline_module, "MAX_BASELINE_BYTES", 64)
+    path = tmp_path / "b.json"
+    path.write_text("{" + " " * 64 + "}")
+    with pytest.raises(BaselineError, match=f"baseline {path} is larger than 64 bytes"):
+        load_baseline(path)
 
 
 def test_a_baseline_survives_saving_and_loading(tmp_path: Path) -> None:

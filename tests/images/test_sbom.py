@@ -13,6 +13,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from images.builders import Blobs, file, layer_tar
+from kubeproof.images import sbom
 from kubeproof.images.cached import scan_image
 from kubeproof.images.errors import ImageError
 from kubeproof.images.sbom import cache_path, contents_from_sbom
@@ -108,10 +109,22 @@ def test_cache_entry_of_another_extractor_version_is_rebuilt(
     assert scan_image(f"oci:{layout}:v1").from_cache  # rewritten by the current extractor
 
 
-def test_damaged_cache_entry_is_rebuilt(debian_layout: tuple[Path, str]) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b'{"components": [{"name": "fake"}]}',
+        b"\xff\xfe not UTF-8",
+        b"{" + b" " * 64,  # oversized, with the limit patched down below
+    ],
+    ids=["foreign", "binary", "oversized"],
+)
+def test_damaged_cache_entry_is_rebuilt(
+    debian_layout: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, damage: bytes
+) -> None:
     layout, digest = debian_layout
     scan_image(f"oci:{layout}:v1")
-    cache_path(digest).write_text('{"components": [{"name": "fake"}]}')
+    monkeypatch.setattr(sbom, "MAX_CACHED_SBOM_BYTES", 64)
+    cache_path(digest).write_bytes(damage)
     again = scan_image(f"oci:{layout}:v1")
     assert not again.from_cache and len(again.contents.packages) > 1
 

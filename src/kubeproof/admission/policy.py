@@ -164,13 +164,22 @@ class Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; raises PolicyError naming the file and field."""
+    return policy_from_text(read_policy_text(path), path)
+
+
+def read_policy_text(path: str | Path) -> str:
     where = str(path)
     try:
-        text = read_bounded(path, MAX_POLICY_BYTES, f"policy {where}").decode("utf-8")
+        return read_bounded(path, MAX_POLICY_BYTES, f"policy {where}").decode("utf-8")
     except UnreadableFile as refused:
         raise PolicyError(str(refused)) from None
     except UnicodeDecodeError:
         raise PolicyError(f"policy {where}: not UTF-8 text") from None
+
+
+def policy_from_text(text: str, path: str | Path) -> Policy:
+    """The policy a file read from `path` holds (relative key paths are read beside it)."""
+    where = str(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

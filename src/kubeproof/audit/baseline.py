@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from kubeproof.audit.events import AuditEvent
+from kubeproof.bounded import UnreadableFile, read_bounded
 
 FORMAT_VERSION = 1
 DEFAULT_LEARNING_PERIOD_S = 7 * 24 * 3600.0
 # A subject seen from more places than this is not judged on novelty of that kind: its
 # usual set is "anything", and the baseline must stay small.
 MAX_VALUES_PER_SUBJECT = 256
+# Some KiB per subject: room for a hundred thousand users and service accounts.
+MAX_BASELINE_BYTES = 256 << 20
 READ_VERBS = frozenset({"get", "list", "watch"})
 
 
@@ -170,13 +173,13 @@ class Baseline:
 
 def load_baseline(path: Path, learning_period_s: float | None = None) -> Baseline:
     """The baseline in `path`, or a new one when there is no such file."""
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         period = DEFAULT_LEARNING_PERIOD_S if learning_period_s is None else learning_period_s
         return Baseline(period)
-    except OSError as error:
-        raise BaselineError(f"baseline {path}: cannot be read ({error.strerror})") from None
+    try:
+        text = read_bounded(path, MAX_BASELINE_BYTES, f"baseline {path}")
+    except UnreadableFile as refused:
+        raise BaselineError(str(refused)) from None
     try:
         baseline = Baseline.from_json(json.loads(text))
     except (ValueError, UnicodeDecodeError) as error:

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from kubeproof.bounded import UnreadableFile, read_bounded
-
-MAX_CA_FILE_BYTES = 1 << 20  # a CA bundle is a few certificates
+from kubeproof.bounded import UnreadableFile, read_ca_bundle
 
 
 class WebhookConfigError(ValueError):
@@ -32,11 +30,9 @@ def webhook_kubeconfig(
     cluster: dict[str, str] = {"server": url}
     if ca_file is not None:
         try:
-            pem = read_bounded(ca_file, MAX_CA_FILE_BYTES, f"--ca-file {ca_file}")
+            pem = read_ca_bundle(ca_file, f"--ca-file {ca_file}")
         except UnreadableFile as refused:
             raise WebhookConfigError(str(refused)) from None
-        if b"-----BEGIN CERTIFICATE-----" not in pem:
-            raise WebhookConfigError(f"--ca-file {ca_file}: not a PEM certificate")
         cluster["certificate-authority-data"] = base64.b64encode(pem).decode()
     user: dict[str, str] = {}
     if client_cert is not None and client_key is not None:

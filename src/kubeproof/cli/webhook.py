@@ -21,8 +21,15 @@ from kubeproof.admission.evidence import (
     StoreExceptions,
 )
 from kubeproof.admission.manifests import DEFAULT_IMAGE, DEFAULT_POLICY, ManifestOptions, render
-from kubeproof.admission.policy import Policy, PolicyError, load_policy
+from kubeproof.admission.policy import (
+    Policy,
+    PolicyError,
+    load_policy,
+    policy_from_text,
+    read_policy_text,
+)
 from kubeproof.admission.server import AdmissionServer, CertificateReloader, TlsError
+from kubeproof.bounded import UnreadableFile, read_ca_bundle
 from kubeproof.cli import database
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_FAILURES, UsageError
 from kubeproof.cli.server_options import add_server_arguments
@@ -277,21 +284,20 @@ def run_manifests(arguments: argparse.Namespace) -> int:
     ca_bundle = None
     if arguments.ca_bundle:
         try:
-            with open(arguments.ca_bundle, "rb") as handle:
-                ca_bundle = handle.read()
-        except OSError as error:
-            raise UsageError(f"--ca-bundle {arguments.ca_bundle}: {error.strerror}") from None
-        if b"-----BEGIN CERTIFICATE-----" not in ca_bundle:
-            raise UsageError(f"--ca-bundle {arguments.ca_bundle}: not a PEM certificate")
+            ca_bundle = read_ca_bundle(arguments.ca_bundle, f"--ca-bundle {arguments.ca_bundle}")
+        except UnreadableFile as refused:
+            raise UsageError(str(refused)) from None
     if arguments.cert_manager and arguments.ca_bundle:
         raise UsageError("--cert-manager and --ca-bundle: choose one (cert-manager injects the CA)")
     if arguments.cluster_name is not None and not arguments.db_secret:
         raise UsageError("--cluster-name needs --db-secret (decisions are only filed in a store)")
     policy_text = DEFAULT_POLICY
     if arguments.policy:
-        _policy(arguments.policy)
-        with open(arguments.policy, encoding="utf-8") as handle:
-            policy_text = handle.read()
+        try:  # validated, and shipped as written
+            policy_text = read_policy_text(arguments.policy)
+            policy_from_text(policy_text, arguments.policy)
+        except PolicyError as error:
+            raise UsageError(str(error)) from None
     options = ManifestOptions(
         namespace=arguments.namespace,
         image=arguments.image,

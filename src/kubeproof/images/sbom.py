@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeproof import __version__
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.images.digest import parse_digest
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Platform
@@ -254,6 +255,10 @@ def contents_from_sbom(text: str, where: str) -> ImageContents:
     )
 
 
+# An SBOM lists each package in about half a KiB: this is some 500,000 packages.
+MAX_CACHED_SBOM_BYTES = 256 << 20
+
+
 def cache_directory() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "kubeproof" / "sbom"
@@ -267,13 +272,10 @@ def cache_path(digest: str) -> Path:
 def load_cached(digest: str) -> ImageContents | None:
     path = cache_path(digest)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    try:
+        text = read_bounded(path, MAX_CACHED_SBOM_BYTES, f"SBOM cache {path}").decode("utf-8")
         contents = contents_from_sbom(text, str(path))
-    except ImageError:
-        return None  # a damaged cache entry is rebuilt, not trusted
+    except (UnreadableFile, UnicodeDecodeError, ImageError):
+        return None  # a missing or damaged cache entry is rebuilt, not trusted
     return contents if contents.digest == digest else None
 
 
