@@ -19,7 +19,7 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     except OSError as error:
         raise UnreadableFile(f"cannot read {what}: {error.strerror or error}") from None
     if len(data) > limit:
-        raise UnreadableFile(f"{what} is larger than {_size(limit)}")
+        raise UnreadableFile(f"{what} is larger than {byte_size(limit)}")
     return data
 
 
@@ -34,7 +34,8 @@ def read_ca_bundle(path: str | Path, what: str) -> bytes:
     return pem
 
 
-def _size(limit: int) -> str:
+def byte_size(limit: int) -> str:
+    """A limit as people write it: `64 MiB`, `1 KiB`, `100 bytes`."""
     for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
         if limit >= scale and limit % scale == 0:
             return f"{limit // scale} {unit}"

@@ -11,6 +11,7 @@ import pytest
 
 from images.builders import Blobs, Entry, docker_archive, file, layer_tar, sha256, symlink
 from kubeproof.images.errors import ImageError
+from kubeproof.images.manifest import MAX_MANIFEST_BYTES
 from kubeproof.images.reader import read_image
 
 STATUS = "Package: a\nStatus: install ok installed\nVersion: 1.0\n"
@@ -156,6 +157,9 @@ def test_layout_index_with_bad_json_and_bad_digest(tmp_path: Path) -> None:
         read_image(f"oci:{layout}")
     (layout / "index.json").write_text("[1, 2")
     with pytest.raises(ImageError, match="not valid JSON"):
+        read_image(f"oci:{layout}")
+    (layout / "index.json").write_bytes(b"{" + b" " * MAX_MANIFEST_BYTES + b"}")
+    with pytest.raises(ImageError, match=r"index.json is larger than 4 MiB"):
         read_image(f"oci:{layout}")
 
 

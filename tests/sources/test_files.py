@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from kubeproof.sources import files
 from kubeproof.sources.files import load_paths
 
 POD = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers: []\n"
@@ -79,6 +82,35 @@ def test_huge_files_are_refused_by_size(tmp_path: Path, monkeypatch: pytest.Monk
     loaded = load_paths([str(big)])
     assert loaded.objects == []
     assert "over the" in loaded.errors[0].message
+
+
+def test_an_endless_file_is_refused_after_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1024)
+    loaded = load_paths(["/dev/zero"])  # its size says 0; reading it never ends
+    assert loaded.objects == []
+    assert loaded.errors[0].message == "file is over the 1 KiB limit; skipped"
+
+
+def test_a_named_pipe_is_read_when_named_and_skipped_in_a_directory(tmp_path: Path) -> None:
+    pipe = tmp_path / "rendered.yaml"
+    os.mkfifo(pipe)
+    write(tmp_path / "good.yaml", POD.format(name="good"))
+    walked = load_paths([str(tmp_path)])  # opening the pipe would wait for a writer
+    assert [o.name for o in walked.objects] == ["good"]
+    assert [(e.source, e.message) for e in walked.errors] == [
+        (str(pipe), "not a regular file; skipped")
+    ]
+
+    # Named on the command line, as `kubeproof scan <(helm template ...)` does, it is read.
+    def render() -> None:
+        with pipe.open("w") as writer:
+            writer.write(POD.format(name="piped"))
+
+    writer = threading.Thread(target=render)
+    writer.start()
+    named = load_paths([str(pipe)])
+    writer.join()
+    assert [o.name for o in named.objects] == ["piped"]
 
 
 def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:

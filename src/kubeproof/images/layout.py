@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.images.digest import parse_digest, verify_bytes
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import (
@@ -61,9 +62,12 @@ class OciLayout:
         return lambda: self.blob_path(digest).open("rb")
 
     def top_descriptor(self, tag: str | None) -> Descriptor:
-        index = parse_json_document(
-            (self.root / "index.json").read_bytes(), f"{self.where} index.json"
-        )
+        where = f"{self.where} index.json"
+        try:
+            text = read_bounded(self.root / "index.json", MAX_MANIFEST_BYTES, where)
+        except UnreadableFile as refused:
+            raise ImageError(str(refused)) from None
+        index = parse_json_document(text, where)
         entries = [
             parse_descriptor(e, f"{self.where} index.json manifests[{n}]")
             for n, e in enumerate(as_list(index.get("manifests")))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeproof.bounded import byte_size
 from kubeproof.inventory import K8sObject
 from kubeproof.model import Location
 from kubeproof.sources import renderers
@@ -74,7 +75,11 @@ def _load_directory(loaded: Loaded, root: Path, render: RenderOptions) -> None:
         for name in sorted(files):
             path = here / name
             if name.endswith(MANIFEST_SUFFIXES):
-                _load_file(loaded, path)
+                if path.is_file():
+                    _load_file(loaded, path)
+                else:  # a pipe would block the walk, a device never end
+                    loaded.files += 1
+                    loaded.errors.append(InputError(str(path), "not a regular file; skipped"))
             elif renderers.is_packaged_chart(path):
                 _add_rendered(loaded, path, renderers.helm_template(path, render), helm=True)
 
@@ -82,26 +87,30 @@ def _load_directory(loaded: Loaded, root: Path, render: RenderOptions) -> None:
 def _load_file(loaded: Loaded, path: Path) -> None:
     loaded.files += 1
     source = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            loaded.errors.append(
-                InputError(
-                    source,
-                    f"file is {size / 2**20:.0f} MiB, over the "
-                    f"{MAX_FILE_BYTES // 2**20} MiB limit; skipped",
-                )
-            )
-            return
-        data = path.read_bytes()
-    except OSError as error:
-        loaded.errors.append(InputError(source, f"cannot read: {error.strerror or error}"))
-        return
-    text = decode(data, source)
+    data = _read_limited(path)
+    text = data if isinstance(data, InputError) else decode(data, source)
     if isinstance(text, InputError):
         loaded.errors.append(text)
     else:
         _add_text(loaded, text, source)
+
+
+def _read_limited(path: Path) -> bytes | InputError:
+    """The file's bytes. A regular file over the limit is refused by its size, unread;
+    anything else (`<(helm template ...)`, a device) once it has given more than that."""
+    limit = MAX_FILE_BYTES
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = handle.read(limit + 1) if size <= limit else b""
+    except OSError as error:
+        return InputError(str(path), f"cannot read: {error.strerror or error}")
+    if size > limit or len(data) > limit:
+        size_text = f"{size / 2**20:.0f} MiB, " if size > limit else ""
+        return InputError(
+            str(path), f"file is {size_text}over the {byte_size(limit)} limit; skipped"
+        )
+    return data
 
 
 def decode(data: bytes, source: str) -> str | InputError:
