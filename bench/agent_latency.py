@@ -159,7 +159,7 @@ def measure(arguments: argparse.Namespace, env: dict[str, str], workdir: Path) -
             seen = len(transitions(database))
             sent = patch_privileged(api, number % 2 == 0)
             wait_for(
-                lambda seen=seen: len(transitions(database)) > seen,  # type: ignore[misc]
+                lambda seen=seen: len(transitions(database)) > seen,
                 f"transition {number + 1}",
                 60,
             )

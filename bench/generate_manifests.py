@@ -964,7 +964,7 @@ class Gen:
             "app.kubernetes.io/managed-by": "Helm",
             "rbac.example.com/aggregate": "true" if self.chance(0.2) else "false",
         }
-        cr = {
+        cr: dict[str, Any] = {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": name, "labels": labels},

@@ -102,7 +102,7 @@ def k8s_pyyaml_loader(base: type) -> type:
     (go-yaml v2 as Kubernetes reads it): the reference every candidate is compared with."""
     from kubeproof.sources.pyyaml_loader import KubernetesLoader
 
-    class K8sLoader(base):  # type: ignore[misc, valid-type]
+    class K8sLoader(base):  # type: ignore[misc]
         pass
 
     K8sLoader.yaml_implicit_resolvers = KubernetesLoader.yaml_implicit_resolvers
@@ -300,9 +300,13 @@ def _libfyaml(mode: str) -> tuple[Loader, Loader]:
 def _pyrs(schema: str) -> tuple[Loader, Loader]:
     import pyrs_yaml
 
-    return (lambda t: pyrs_yaml.safe_loads(t, schema=schema)), (
-        lambda t: pyrs_yaml.safe_load(t, schema=schema)
-    )
+    def load_all(t: str) -> list[Any]:
+        return list(pyrs_yaml.safe_loads(t, schema=schema))
+
+    def load_one(t: str) -> Any:
+        return pyrs_yaml.safe_load(t, schema=schema)
+
+    return load_all, load_one
 
 
 def _yamlstar() -> tuple[Loader, Loader]:
@@ -505,7 +509,7 @@ def _pyrs_guarded() -> tuple[Loader, Loader]:
 def _pyyaml_nots() -> tuple[Loader, Loader]:
     import yaml
 
-    class NoTimestamp(yaml.CSafeLoader):  # type: ignore[misc, valid-type]
+    class NoTimestamp(yaml.CSafeLoader):
         pass
 
     NoTimestamp.yaml_implicit_resolvers = {
@@ -865,6 +869,7 @@ def task_bench(c: Candidate, d: Path, repeat: int) -> dict[str, Any]:
 def task_quirks(c: Candidate) -> dict[str, Any]:
     _, load_one = c.factory()
     res: dict[str, Any] = {}
+    doc: Any
     try:
         doc = load_one(QUIRKS)
     except Exception as e:

@@ -40,8 +40,9 @@ from kubeproof import frameworks
 from kubeproof.cli.main import main as kubeproof
 from kubeproof.inventory import Coverage
 from kubeproof.model import Result, Status, Subject
-from kubeproof.period import html, oscal
+from kubeproof.period.html import render as render_html
 from kubeproof.period.model import Period, as_dict
+from kubeproof.period.oscal import render as render_oscal
 from kubeproof.period.query import Options, load_report
 from kubeproof.scan import ScanReport
 from kubeproof.store.db import Store, open_store
@@ -186,7 +187,8 @@ def _head_at(session: Session, seq: int) -> ExportedHead:
 
 def quiet_cli(*arguments: str) -> int:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return kubeproof(list(arguments))
+        code: int = kubeproof(list(arguments))
+        return code
 
 
 def run(url: str, days: int, results: int, workdir: Path) -> None:
@@ -218,11 +220,11 @@ def run(url: str, days: int, results: int, workdir: Path) -> None:
         with timed("report data (read from per-scan summaries)", figures):
             report = load_report(session, options, now)
         with timed("HTML rendering", figures):
-            page = html.render(report)
+            page = render_html(report)
         with timed("JSON rendering", figures):
             as_dict(report)
         with timed("OSCAL rendering", figures):
-            oscal.render(report)
+            render_oscal(report)
         with timed("ledger verification (every result rehashed)", figures):
             check = verify(session)
         # What `evidence verify --since-head` does with a head exported a month earlier:

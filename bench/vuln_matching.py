@@ -214,7 +214,7 @@ def write_archives(root: Path, total: int, seed: int) -> dict[str, list[str]]:
 def installed_packages(
     names: dict[str, list[str]], count: int, rng: random.Random
 ) -> tuple[Package, ...]:
-    packages = set()
+    packages: set[Package] = set()
     for ecosystem, share in INSTALLED_MIX.items():
         wanted = int(count * share)
         kind = PACKAGE_TYPE[ecosystem]
@@ -223,8 +223,17 @@ def installed_packages(
             version = version_of(ecosystem, rng, recent=True)
             if ecosystem == "Go" and name != "stdlib":
                 version = "v" + version
-            source = (name, version) if kind == DEB else (None, None)
-            packages.add(Package(kind, name, version, None, *source, location=f"{ecosystem}/db"))
+            source_name, source_version = (name, version) if kind == DEB else (None, None)
+            packages.add(
+                Package(
+                    kind,
+                    name,
+                    version,
+                    source_name=source_name,
+                    source_version=source_version,
+                    location=f"{ecosystem}/db",
+                )
+            )
     return tuple(sorted(packages))
 
 
