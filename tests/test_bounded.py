@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,18 @@ def test_a_larger_file_is_refused_with_the_limit(tmp_path: Path, limit: int, sho
         read_bounded(path, limit, "head file big")
 
 
-def test_an_endless_file_is_refused_without_being_loaded() -> None:
-    with pytest.raises(UnreadableFile, match="larger than 1 KiB"):
-        read_bounded("/dev/zero", 1024, "/dev/zero")
+def test_a_device_or_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # no writer: opening it to read would wait for ever
+    for path in ("/dev/zero", pipe):
+        with pytest.raises(UnreadableFile, match=f"^cannot read {path}: not a regular file$"):
+            read_bounded(path, 1024, str(path))
+
+
+def test_a_symlink_to_a_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / "..data").write_bytes(b"token")  # as Kubernetes mounts a Secret
+    (tmp_path / "token").symlink_to(tmp_path / "..data")
+    assert read_bounded(tmp_path / "token", 64, "token") == b"token"
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory"])

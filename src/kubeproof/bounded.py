@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 
@@ -12,9 +14,17 @@ class UnreadableFile(Exception):
 
 def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     """The file's bytes. Reads at most `limit + 1` bytes whatever the file's size, so that
-    a huge file (or /dev/zero) is refused without being loaded."""
+    a huge file is refused without being loaded. Only a regular file (or a symlink to
+    one, as Kubernetes mounts Secrets) is read: a pipe would wait for a writer, holding
+    up the process and its shutdown, and a device may never end."""
     try:
-        with open(path, "rb") as handle:
+        # Opening without blocking: on a pipe, open() itself would wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as handle:
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                reason = "Is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+                raise UnreadableFile(f"cannot read {what}: {reason}")
             data = handle.read(limit + 1)
     except OSError as error:
         raise UnreadableFile(f"cannot read {what}: {error.strerror or error}") from None

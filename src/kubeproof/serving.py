@@ -20,7 +20,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from kubeproof.bounded import UnreadableFile, read_bounded, read_ca_bundle
+
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_PEM_FILE_BYTES = 1 << 20  # a certificate chain or a key is a few KiB
 HANDSHAKE_TIMEOUT_S = 5.0
 IDLE_TIMEOUT_S = 90.0  # the API server keeps idle connections for 90 s
 CERT_CHECK_INTERVAL_S = 1.0
@@ -48,18 +51,26 @@ def tls_context(cert_file: str, key_file: str, client_ca_file: str | None = None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
+        # OpenSSL reads the files by name: each is first checked to be a regular file of
+        # a sane size, so that a missing, piped or endless one is named and refused.
+        read_bounded(cert_file, MAX_PEM_FILE_BYTES, f"TLS certificate {cert_file}")
+        read_bounded(key_file, MAX_PEM_FILE_BYTES, f"TLS key {key_file}")
+        client_ca = (
+            None
+            if client_ca_file is None
+            else read_ca_bundle(client_ca_file, f"client CA {client_ca_file}")
+        )
+    except UnreadableFile as refused:
+        raise TlsError(str(refused)) from None
+    try:
         context.load_cert_chain(cert_file, key_file)
-    except FileNotFoundError as error:
-        raise TlsError(f"TLS certificate or key: no such file: {error.filename}") from None
     except (ssl.SSLError, OSError) as error:
         raise TlsError(
             f"TLS certificate {cert_file} / key {key_file} cannot be used: {_reason(error)}"
         ) from None
-    if client_ca_file is not None:
+    if client_ca is not None:
         try:
-            context.load_verify_locations(cafile=client_ca_file)
-        except FileNotFoundError:
-            raise TlsError(f"client CA: no such file: {client_ca_file}") from None
+            context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
         except (ssl.SSLError, OSError) as error:
             raise TlsError(f"client CA {client_ca_file} cannot be used: {_reason(error)}") from None
         context.verify_mode = ssl.CERT_REQUIRED

@@ -171,7 +171,7 @@ def test_image_rules_alone_are_a_policy() -> None:
 def test_load_policy_reports_yaml_line_and_missing_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("apiVersion: kubeproof.dev/v1alpha1\nkind: [\n")
-    with pytest.raises(PolicyError, match=r"broken.yaml line \d+: not valid YAML"):
+    with pytest.raises(PolicyError, match=r"policy .*broken.yaml:\d+: invalid YAML"):
         load_policy(broken)
     with pytest.raises(PolicyError, match="cannot read"):
         load_policy(tmp_path / "missing.yaml")
@@ -179,6 +179,25 @@ def test_load_policy_reports_yaml_line_and_missing_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(PolicyError, match="not UTF-8"):
         load_policy(binary)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # 6,000 copies of 400 KiB once the policy is hashed: 2.4 GB from a 430 KB file.
+        (
+            "exemptions:\n  usernames: [&a " + "x" * (400 << 10) + ", " + "*a, " * 6000 + "]\n",
+            "alias",
+        ),
+        ("[" * 100_000, "nesting"),
+    ],
+    ids=["alias-bomb", "deep"],
+)
+def test_a_hostile_policy_is_refused_by_name(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=f"policy {path}.*{problem}"):
+        load_policy(path)
 
 
 def test_check_policy_command_shows_what_is_judged_and_left_to_scan(

@@ -239,7 +239,7 @@ def test_cli_serves_and_stops_on_sigterm(tmp_path: Path, tls: Tls) -> None:
     ("policy_text", "cert", "expected"),
     [
         ("apiVersion: nope\n", True, "apiVersion must be kubeproof.dev/v1alpha1"),
-        (yaml.safe_dump(POLICY), False, "no such file"),
+        (yaml.safe_dump(POLICY), False, "missing.crt: No such file"),
         (
             yaml.safe_dump(
                 {**POLICY, "namespaces": [{"selector": {"matchLabels": {"a": "b"}}, "mode": "off"}]}

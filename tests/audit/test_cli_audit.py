@@ -145,6 +145,8 @@ def test_learning_period_is_configurable(
         (["."], "is a directory"),
         (["LOG", "--learn"], "--learn needs --baseline FILE"),
         (["LOG", "--learning-period", "soon"], "--learning-period 'soon'"),
+        (["LOG", "--learning-period", "999999999999d"], "at most 3650d"),
+        (["LOG", "--baseline", "LOOP"], "Too many levels of symbolic links"),
         (["LOG", "--baseline", "BAD"], "baseline"),
         (["LOG", "--burst", "0"], "--burst must be at least 1"),
     ],
@@ -155,7 +157,10 @@ def test_usage_errors_name_the_input(
     log = write_log(tmp_path / "audit.log", [event()])
     bad = tmp_path / "bad.json"
     bad.write_text('{"kind": "KubeproofAuditBaseline", "version": 1, "subjects": []}')
-    replaced = [str(log) if a == "LOG" else str(bad) if a == "BAD" else a for a in arguments]
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    named = {"LOG": str(log), "BAD": str(bad), "LOOP": str(loop)}
+    replaced = [named.get(a, a) for a in arguments]
     os.chdir(tmp_path)
     code = main(["audit", "scan", *replaced])
     err = capsys.readouterr().err
@@ -174,6 +179,12 @@ def test_usage_errors_name_the_input(
             "subject 'a': hours must be 24",
         ),
         ("\xff not json", "baseline"),
+        ("[" * 100_000, "nested too deeply"),
+        (
+            '{"kind": "KubeproofAuditBaseline", "version": 1, "learningPeriodSeconds": 1e308, '
+            '"subjects": {}}',
+            "learningPeriodSeconds must be a number from 0 to",
+        ),
     ],
 )
 def test_hostile_baseline_files_are_refused_by_name(

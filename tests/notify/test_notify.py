@@ -203,9 +203,13 @@ def test_config_file_with_url_from_the_environment(
         ("channels:\n  - {type: slack}\n", "exactly one of url, urlEnv, urlFile"),
         ("channels:\n  - {type: slack, urlEnv: KP_UNSET_VARIABLE}\n", "is not set"),
         ("channels:\n  - {type: slack, url: 'ftp://h/secret-path'}\n", "must be http(s)"),
-        ("channels: [\n", "not valid YAML"),
+        ("channels: [\n", "invalid YAML"),
         ("channels:\n  - {type: slack, url: 'https://h/p'}\nburst: -1\n", "burst must be"),
         ("nope: 1\n", "unknown keys nope"),
+        ("channels:\n  - {type: slack, url: 'https://h/p'}\nburst: .inf\n", "burst must be"),
+        ("channels:\n  - {type: slack, url: 'https://h/p'}\nqueueSize: .nan\n", "queueSize"),
+        ("[" * 100_000, "nesting"),
+        ("a: &a " + "x" * (400 << 10) + "\nb: [" + ", ".join(["*a"] * 6000) + "]\n", "alias"),
     ],
 )
 def test_bad_config_files_are_refused_by_name(tmp_path: Path, text: str, message: str) -> None:

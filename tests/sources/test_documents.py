@@ -68,6 +68,16 @@ def test_alias_bomb_is_refused_without_expanding() -> None:
     assert "alias" in error.message
 
 
+def test_a_long_string_repeated_by_aliases_is_refused() -> None:
+    # 3,000 nodes, but 3,000 copies of 800 KiB once written out (2.4 GB).
+    text = "a: [&a " + "x" * (800 << 10) + ", " + ", ".join(["*a"] * 3000) + "]\n"
+    (error,) = parse(text)
+    assert isinstance(error, InputError)
+    assert "alias" in error.message
+    (fine,) = parse("a: [&a " + "x" * (800 << 10) + ", *a, *a]\n")
+    assert isinstance(fine, Document)
+
+
 def test_self_referencing_document_is_refused() -> None:
     (error,) = parse("&a [*a]\n")
     assert isinstance(error, InputError)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from kubeproof import frameworks
 from kubeproof.admission.signatures import KeyProblem, PolicyKey, load_policy_key
@@ -29,6 +28,7 @@ from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.checks import Check, catalogue
 from kubeproof.engine import WORKLOAD_KINDS
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
+from kubeproof.sources.documents import DocumentError, load_single_document
 
 POLICY_API_VERSION = "kubeproof.dev/v1alpha1"
 POLICY_KIND = "AdmissionPolicy"
@@ -181,11 +181,9 @@ def policy_from_text(text: str, path: str | Path) -> Policy:
     """The policy a file read from `path` holds (relative key paths are read beside it)."""
     where = str(path)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"policy {where}{line}: not valid YAML") from None
+        data = load_single_document(text, f"policy {where}")
+    except DocumentError as error:
+        raise PolicyError(str(error)) from None
     return parse_policy(data, where, Path(path).parent)
 
 

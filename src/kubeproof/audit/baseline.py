@@ -25,6 +25,8 @@ from kubeproof.bounded import UnreadableFile, read_bounded
 
 FORMAT_VERSION = 1
 DEFAULT_LEARNING_PERIOD_S = 7 * 24 * 3600.0
+# Ten years: a longer period never ends, and its end is past the last date Python has.
+MAX_LEARNING_PERIOD_S = 3650 * 24 * 3600.0
 # A subject seen from more places than this is not judged on novelty of that kind: its
 # usual set is "anything", and the baseline must stay small.
 MAX_VALUES_PER_SUBJECT = 256
@@ -152,8 +154,14 @@ class Baseline:
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"format version {data.get('version')!r} is not {FORMAT_VERSION}")
         period = data.get("learningPeriodSeconds")
-        if not isinstance(period, int | float) or isinstance(period, bool) or period < 0:
-            raise ValueError("learningPeriodSeconds must be a non-negative number")
+        if (
+            not isinstance(period, int | float)
+            or isinstance(period, bool)
+            or not 0 <= period <= MAX_LEARNING_PERIOD_S
+        ):
+            raise ValueError(
+                f"learningPeriodSeconds must be a number from 0 to {MAX_LEARNING_PERIOD_S:.0f}"
+            )
         started, ends = data.get("learningStarted"), data.get("learningEnds")
         subjects = data.get("subjects")
         if not isinstance(subjects, dict):
@@ -173,7 +181,7 @@ class Baseline:
 
 def load_baseline(path: Path, learning_period_s: float | None = None) -> Baseline:
     """The baseline in `path`, or a new one when there is no such file."""
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link or a loop is an error, not a fresh start
         period = DEFAULT_LEARNING_PERIOD_S if learning_period_s is None else learning_period_s
         return Baseline(period)
     try:
@@ -184,6 +192,8 @@ def load_baseline(path: Path, learning_period_s: float | None = None) -> Baselin
         baseline = Baseline.from_json(json.loads(text))
     except (ValueError, UnicodeDecodeError) as error:
         raise BaselineError(f"baseline {path}: {error}") from None
+    except RecursionError:
+        raise BaselineError(f"baseline {path}: nested too deeply") from None
     if learning_period_s is not None:
         baseline.learning_period_s = learning_period_s
     return baseline

@@ -19,6 +19,7 @@ import orjson
 
 from kubeproof.audit.baseline import (
     DEFAULT_LEARNING_PERIOD_S,
+    MAX_LEARNING_PERIOD_S,
     Baseline,
     BaselineError,
     load_baseline,
@@ -240,7 +241,11 @@ def parse_duration(text: str) -> float:
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise UsageError(f"--learning-period {text!r}: expected a number with s, m, h or d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_LEARNING_PERIOD_S:
+        longest = f"{MAX_LEARNING_PERIOD_S / 86400:.0f}d"
+        raise UsageError(f"--learning-period {text!r}: at most {longest}")
+    return seconds
 
 
 def _pipeline(arguments: argparse.Namespace, *, learn: bool) -> Pipeline:

@@ -21,18 +21,18 @@ the channel, never the URL.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kubeproof.bounded import UnreadableFile, read_bounded
 from kubeproof.model import Severity
 from kubeproof.notify.channels import Channel, ChannelError, SlackChannel, WebhookChannel
 from kubeproof.notify.dispatcher import NotifySettings
+from kubeproof.sources.documents import DocumentError, load_single_document
 
 CHANNEL_TYPES: dict[str, type[Channel]] = {"webhook": WebhookChannel, "slack": SlackChannel}
 MAX_CONFIG_BYTES = 1 << 20  # a notification config is a page of YAML
@@ -59,13 +59,12 @@ class NotifyConfigError(ValueError):
 def load_config(path: Path) -> tuple[list[Channel], NotifySettings]:
     where = str(path)
     try:
-        data = yaml.safe_load(read_bounded(path, MAX_CONFIG_BYTES, where).decode("utf-8"))
-    except UnreadableFile as refused:
+        text = read_bounded(path, MAX_CONFIG_BYTES, where).decode("utf-8")
+        data = load_single_document(text, where)
+    except (UnreadableFile, DocumentError) as refused:
         raise NotifyConfigError(str(refused)) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise NotifyConfigError(f"{where}:{line} not valid YAML") from None
+    except UnicodeDecodeError:
+        raise NotifyConfigError(f"{where}: not UTF-8 text") from None
     if not isinstance(data, dict):
         raise NotifyConfigError(f"{where}: expected a mapping with channels:")
     unknown = sorted(set(data) - _KNOWN_KEYS)
@@ -124,7 +123,11 @@ def _url(label: str, name: str, source: str, value: Any) -> str:
 
 def _number(where: str, data: dict[str, Any], key: str, default: float) -> float:
     value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf  # .nan is neither
+    ):
         raise NotifyConfigError(f"{where}: {key} must be a positive number")
     return float(value)
 

@@ -19,6 +19,9 @@ from typing import Any
 
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024  # etcd stores at most 1.5 MiB per object
 MAX_EXPANDED_NODES = 2_000_000  # what aliases may expand a document to
+# A string counts a node per KiB: `[&a <400 KB>, *a, *a ...]` is small as nodes go, but
+# whatever writes the document out (a hash, a report) writes each copy.
+STRING_BYTES_PER_NODE = 1024
 MAX_DEPTH = 500  # real objects nest a few dozen levels; libyaml's composer recurses in C
 
 # The YAML spec forbids `---` and `...` at column 0 inside content, so splitting on them
@@ -100,6 +103,24 @@ def parse_documents(text: str, source: str) -> Iterator[Document | InputError]:
             return
     for chunk, chunk_line, line in _split(text):
         yield _parse_one(chunk, chunk_line, line, source)
+
+
+class DocumentError(ValueError):
+    """A configuration file that is not one readable document; the message names it."""
+
+
+def load_single_document(text: str, source: str) -> Any:
+    """The one document of a configuration file (YAML or JSON), read with every guard
+    manifests have (alias bombs, nesting, size); None when it is empty. DocumentError
+    names the file and line otherwise."""
+    found = []
+    for item in parse_documents(text, source):
+        if isinstance(item, InputError):
+            raise DocumentError(str(item))
+        found.append(item.data)
+    if len(found) > 1:
+        raise DocumentError(f"{source}: holds {len(found)} documents, not one")
+    return found[0] if found else None
 
 
 def _split(text: str) -> Iterator[tuple[str, int, int]]:
@@ -204,12 +225,16 @@ def _depth(chunk: str) -> int:
     return deepest
 
 
+def _scalar_size(value: Any) -> int:
+    return 1 + len(value) // STRING_BYTES_PER_NODE if isinstance(value, str) else 1
+
+
 def _expanded_size(data: Any) -> int:
     """How many nodes the document has once every alias is expanded, counted without
     expanding: the size of each shared node is computed once. A document that contains
     itself (`&a [*a]`) is infinite."""
     if not isinstance(data, dict | list):
-        return 1  # an anchored scalar (`&a ~`) is one node
+        return _scalar_size(data)  # an anchored scalar (`&a ~`)
     sizes: dict[int, int] = {}
     entered: set[int] = set()
     stack: list[tuple[Any, bool]] = [(data, False)]
@@ -217,7 +242,7 @@ def _expanded_size(data: Any) -> int:
         node, children_done = stack.pop()
         children = list(node.values()) if isinstance(node, dict) else node
         if children_done:
-            size = 1 + sum(sizes.get(id(c), 1) for c in children)
+            size = 1 + sum(sizes.get(id(c)) or _scalar_size(c) for c in children)
             if size > MAX_EXPANDED_NODES:
                 return size
             sizes[id(node)] = size
