@@ -1,6 +1,6 @@
 """A small Kubernetes-like API server on 127.0.0.1 (plain HTTP) that injects the faults a
 real kube-apiserver cannot be made to produce on demand: throttling, transient 5xx, a
-hang, a malformed or cut-short body, a reset connection.
+hang, a malformed, cut-short or endless body, a reset connection.
 
 It serves discovery for every kind kubeproof reads and a list for each; `faults` maps a
 resource's plural (networkpolicies, ingresses, pods ...) to a script of
@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from kubeproof.sources.cluster import METADATA_ONLY, SCANNED_KINDS
 
 HANG_LIMIT_S = 30.0  # a hung request is released at the latest then, or when the server stops
+HUGE_SENT_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ HANG = Step("hang")
 MALFORMED = Step("malformed")
 TRUNCATED = Step("truncated")
 RESET = Step("reset")
+HUGE = Step("huge")  # announces 5 GB, sends HUGE_SENT_BYTES of it
 Fault = Status | Step
 
 
@@ -187,6 +189,13 @@ class FaultApi:
             handler.close_connection = True
         elif step is MALFORMED:
             self._send_body(handler, b'{"kind": "List", "items": [{"metadata": ')
+        elif step is HUGE:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(5 << 30))
+            handler.end_headers()
+            handler.wfile.write(b'{"kind": "List", "items": [' + b" " * HUGE_SENT_BYTES)
+            handler.close_connection = True
         elif step is TRUNCATED:
             handler.send_response(200)
             handler.send_header("Content-Type", "application/json")

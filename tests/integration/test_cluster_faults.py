@@ -1,6 +1,6 @@
 """`kubeproof scan --cluster` through the public CLI against an API that misbehaves in ways
 a real kube-apiserver cannot be made to on demand (tests/fault_api.py): throttling and
-transient errors are retried; a hang, a malformed or a cut-short body costs only its own
+transient errors are retried; a hang, a malformed, cut-short or endless body costs only its own
 kind, which is recorded as an error and never judged; a scan that read nothing exits 2."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from fault_api import HANG, MALFORMED, OK, RESET, TRUNCATED, FaultApi, Status
+from fault_api import HANG, HUGE, HUGE_SENT_BYTES, MALFORMED, OK, RESET, TRUNCATED, FaultApi, Status
 from kubeproof.cli.main import main
+from kubeproof.sources import cluster
 from kubeproof.sources.cluster import MAX_ATTEMPTS, SCANNED_KINDS
 
 NAMESPACE = {"metadata": {"name": "app", "uid": "ns-1"}}
@@ -103,6 +104,19 @@ def test_faults_cost_only_their_own_kind(
     assert "NetworkPolicy error" in no_policy[0]["reason"]
     assert "cut short" in no_policy[0]["reason"]
     assert not [r for r in results if r["status"] == "pass" and "Service" in str(r["subject"])]
+
+
+def test_an_endless_answer_costs_only_its_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "MAX_RESPONSE_BYTES", HUGE_SENT_BYTES // 2)
+    with FaultApi({"services": [HUGE]}, {"namespaces": [NAMESPACE], "pods": [POD]}) as api:
+        code, report, err = scan(capsys, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    assert code == 0, err
+    assert "Traceback" not in err
+    state, detail = coverage_of(report)["Service"]
+    assert state == "error" and "the response is larger than 2 MiB" in detail
+    assert coverage_of(report)["Pod"][0] == "listed"
 
 
 def test_a_scan_that_read_nothing_exits_2(

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubeproof.agent.state import cached_object, compact, prepared
+from kubeproof.bounded import byte_size
 from kubeproof.inventory import K8sObject
 from kubeproof.inventory.objects import as_dict, as_str
 from kubeproof.sources.cluster import (
@@ -50,6 +51,8 @@ FORBIDDEN_RETRY_S = 300.0
 EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 # A bookmark or event can be late; a silent socket longer than this is a dead one.
 READ_SLACK_S = 30.0
+# One watch event is one object (etcd keeps at most 1.5 MiB) in a JSON envelope.
+MAX_EVENT_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,9 +279,12 @@ class KindWatcher(threading.Thread):
         lines = 0
         try:
             while not self._stop_event.is_set():
-                line = response.readline()
+                line = response.readline(MAX_EVENT_BYTES + 1)
                 if not line:
                     break  # the server ended the watch: resume from the last version
+                if len(line) > MAX_EVENT_BYTES:
+                    limit = byte_size(MAX_EVENT_BYTES)
+                    raise ApiError(0, f"watch {self.kind}: an event is larger than {limit}")
                 lines += 1
                 if line.strip() and self._handle(line, metadata_only):
                     break  # relisted: reopen the watch from the list's version

@@ -34,6 +34,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from kubeproof.bounded import byte_size
 from kubeproof.inventory import Coverage, Inventory, K8sObject
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 from kubeproof.sources import REQUEST_TIMEOUT_S
@@ -41,6 +42,8 @@ from kubeproof.sources.kubeconfig import ClusterConnection, ssl_context
 
 SOURCE = "cluster"  # obj.extra["source"] for every object read from a cluster
 PAGE_SIZE = 500
+# A page of 500 objects at etcd's 1.5 MiB limit is 750 MiB: a larger answer is no page.
+MAX_RESPONSE_BYTES = 1 << 30
 WORKERS = 4
 MAX_REQUESTS_PER_SECOND = 50.0
 # Retries of one GET: attempts in all, the first backoff (doubling, with jitter, up to the
@@ -251,7 +254,7 @@ class ApiClient:
         self._rate.wait()
         try:
             with self._opener.open(request, timeout=self._timeout_s) as response:
-                body = response.read()
+                body = _read_limited(response, path)
         except urllib.error.HTTPError as error:
             raise self._http_error(error, path) from None
         except urllib.error.URLError as error:
@@ -599,3 +602,17 @@ def _gave_up(error: ApiError, attempts: int, elapsed: float) -> str:
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     asked = f", the server asking to wait {error.retry_after:g} s" if error.retry_after else ""
     return f"{error.detail}; gave up after {tries} in {elapsed:.1f} s{asked}"
+
+
+def _read_limited(response: http.client.HTTPResponse, path: str) -> bytes:
+    """The body, read a MiB at a time, whatever length the server announced."""
+    chunks, total = [], 0
+    while chunk := response.read(1 << 20):
+        total += len(chunk)
+        if total > MAX_RESPONSE_BYTES:
+            limit = byte_size(MAX_RESPONSE_BYTES)
+            raise ApiError(0, f"GET {path}: the response is larger than {limit}")
+        chunks.append(chunk)
+    if response.length:  # read by the MiB, a body cut short ends early instead of raising
+        raise http.client.IncompleteRead(b"".join(chunks), response.length)
+    return b"".join(chunks)
