@@ -4,6 +4,8 @@ ecosystem's rules, and hostile archives (zip bombs, malformed records, not a zip
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import zipfile
 from pathlib import Path
 
@@ -135,6 +137,7 @@ def test_hostile_archive_rejects_bad_records_and_keeps_the_rest(
             "huge.json": b" " * (17 << 20),
             "truncated.json": b'{"id": "GHSA-x", "affected": [',
             "list.json": b"[1, 2]",
+            "deep.json": b"[" * 100_000,
             "no-id.json": json.dumps({"affected": []}).encode(),
             "bad-affected.json": json.dumps(
                 {"id": "GHSA-bad", "affected": [{"package": 3}]}
@@ -155,7 +158,8 @@ def test_hostile_archive_rejects_bad_records_and_keeps_the_rest(
     (osv_root / "Alpine" / "all.zip").write_bytes(b"this is not a zip")
     assert update(osv_server) == 2
     captured = capsys.readouterr()
-    assert "PyPI: 5 advisories loaded, 7 rejected" in captured.out
+    assert "PyPI: 5 advisories loaded, 8 rejected" in captured.out
+    assert "deep.json: nested too deeply" in captured.err
     assert "bomb.json: compression ratio of a zip bomb" in captured.err
     assert "huge.json: 17825792 bytes, over the 16777216 byte limit" in captured.err
     assert "truncated.json: not valid JSON" in captured.err
@@ -180,6 +184,39 @@ def test_failed_download_keeps_previous_data(
     (osv_root / "Debian" / "all.zip").unlink()
     assert update(osv_server, "--ecosystem", "Debian") == 2
     assert "HTTP 404" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (b"garbage\r\n\r\n", "BadStatusLine"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\nPK", "cut short"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", "HTTPException"),
+    ],
+    ids=["not-http", "cut-short", "too-many-headers"],
+)
+def test_a_malformed_http_answer_fails_its_ecosystem_by_name(
+    capsys: pytest.CaptureFixture[str], answer: bytes, reason: str
+) -> None:
+    # Raw bytes on a socket: no HTTP server can be made to answer this way.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def answer_once() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+
+        server = threading.Thread(target=answer_once)
+        server.start()
+        code = update(f"http://127.0.0.1:{port}", "--ecosystem", "Debian")
+        server.join()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Debian: FAILED" in err and f"127.0.0.1:{port}/Debian/all.zip: " in err
+    assert reason in err, err
+    assert "Traceback" not in err
 
 
 def test_missing_or_corrupt_database_is_a_clear_error(

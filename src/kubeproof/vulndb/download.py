@@ -5,6 +5,7 @@ archive that cannot be read at all leaves that ecosystem's previous data in plac
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import tempfile
@@ -89,13 +90,12 @@ class ArchiveRecords:
                         )
                     try:
                         yield validate_record(json.loads(data))
-                    except (ValueError, MalformedRecord) as error:
-                        reason = (
-                            str(error)
-                            if isinstance(error, MalformedRecord)
-                            else f"not valid JSON ({str(error)[:120]})"
-                        )
-                        self._reject(info.filename, reason)
+                    except MalformedRecord as error:
+                        self._reject(info.filename, str(error))
+                    except ValueError as error:
+                        self._reject(info.filename, f"not valid JSON ({str(error)[:120]})")
+                    except RecursionError:
+                        self._reject(info.filename, "nested too deeply")
         except zipfile.BadZipFile as error:
             raise ArchiveError(f"{self.name}: not a zip archive ({error})") from None
 
@@ -126,9 +126,13 @@ def download(url: str, destination: Path, timeout: float) -> None:
                 if copied > MAX_ARCHIVE_BYTES:
                     raise ArchiveError(f"{url}: over {MAX_ARCHIVE_BYTES} bytes")
                 output.write(chunk)
+            if response.length:  # read by the MiB, a body cut short ends early, silently
+                raise ArchiveError(f"{url}: the download was cut short")
     except urllib.error.HTTPError as error:
         raise ArchiveError(f"{url}: HTTP {error.code}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+    except http.client.HTTPException as error:  # its text may be the server's garbage
+        raise ArchiveError(f"{url}: not an HTTP answer ({type(error).__name__})") from None
+    except (urllib.error.URLError, OSError) as error:
         raise ArchiveError(f"{url}: cannot download ({getattr(error, 'reason', error)})") from None
 
 
