@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import threading
 import zipfile
 from pathlib import Path
@@ -228,6 +229,15 @@ def test_missing_or_corrupt_database_is_a_clear_error(
     corrupt.write_bytes(b"not sqlite" * 100)
     assert main(["vulndb", "status", "--vulndb", str(corrupt)]) == 2
     assert "not a readable vulnerability database" in capsys.readouterr().err
+    for other in (tmp_path / "empty.yaml", tmp_path / "other.sqlite3"):
+        if other.suffix == ".yaml":
+            other.touch()
+        else:
+            sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+        before = other.read_bytes()
+        assert main(["vulndb", "status", "--vulndb", str(other)]) == 2
+        assert f"{other}: not a kubeproof vulnerability database" in capsys.readouterr().err
+        assert other.read_bytes() == before  # a reader wrote nothing into it
 
 
 def test_zip_member_claiming_a_small_size_is_bounded(tmp_path: Path) -> None:

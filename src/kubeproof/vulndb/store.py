@@ -105,6 +105,10 @@ class VulnDb:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._connection = sqlite3.connect(path)
+            if not create and not self._holds_a_schema():
+                # Some other file: a reader must not turn it into a database.
+                self._connection.close()
+                raise VulnDbError(f"{path}: not a kubeproof vulnerability database")
             with self._connection:
                 self._connection.executescript(_SCHEMA)
                 version = self._connection.execute(
@@ -129,6 +133,12 @@ class VulnDb:
                     )
         except sqlite3.DatabaseError as error:
             raise VulnDbError(f"{path}: not a readable vulnerability database ({error})") from None
+
+    def _holds_a_schema(self) -> bool:
+        found = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        return found is not None
 
     def close(self) -> None:
         self._connection.close()
