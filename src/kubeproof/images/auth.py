@@ -81,7 +81,7 @@ def load_credentials(registry: str, config_path: Path | None) -> Credentials | N
         config = json.loads(read_bounded(path, MAX_CONFIG_BYTES, f"registry config {path}"))
     except UnreadableFile as refused:
         raise ImageError(str(refused)) from None
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; nested too deeply
         raise ImageError(f"registry config {path}: not valid JSON") from None
     helper = _helper_name(as_dict(config), registry)
     if helper:
@@ -129,7 +129,7 @@ def _helper_credentials(helper: str, registry: str, path: Path) -> Credentials |
         )
     try:
         document = as_dict(json.loads(answer.stdout))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ImageError(
             f"credential helper docker-credential-{helper} answered something other than JSON"
         ) from None

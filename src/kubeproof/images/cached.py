@@ -72,5 +72,9 @@ def scan_opened_image(image: OpenedImage, text: str, use_cache: bool = True) -> 
     )
     sbom = build_sbom(contents)
     if use_cache:
-        store_cached(contents, sbom)
+        try:
+            store_cached(contents, sbom)
+        except OSError as error:  # the scan stands; only the next one reads the layers again
+            warning = f"SBOM cache not written ({error})"
+            contents = dataclasses.replace(contents, warnings=(*contents.warnings, warning))
     return ScannedImage(contents, sbom, False)

@@ -31,7 +31,12 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 40
 MAX_SYMLINKS = 1_000_000
+# Linux refuses a symlink target longer than PATH_MAX: a longer one is a hostile entry.
+MAX_SYMLINK_TARGET = 4096
+MAX_SYMLINK_BYTES = 64 << 20  # all targets together; real images hold a few MiB
 MAX_TOTAL_WANTED_BYTES = 512 << 20
+# Real layers hold tens of thousands of entries, a huge node_modules a few hundred thousand.
+MAX_LAYER_ENTRIES = 1_000_000
 MAX_WARNINGS = 20
 MAX_JAVA_PROBLEMS = 100
 
@@ -108,16 +113,14 @@ class ImageFiles:
     skipped_entries: int = 0
     java_problems: int = 0
 
-    def skip_entry(self, where: str, name: str) -> None:
-        """Note a tar entry refused for leaving the root (a hostile layer may hold millions:
-        the first few are named, the rest counted)."""
+    def skip_entry(self, where: str, name: str, why: str) -> None:
+        """Note a hostile tar entry refused (a layer may hold millions: the first few are
+        named, the rest counted)."""
         self.skipped_entries += 1
         if self.skipped_entries <= MAX_WARNINGS:
-            self.warnings.append(
-                f"{where}: skipped entry {name[:200]!r} that leaves the image root"
-            )
+            self.warnings.append(f"{where}: skipped entry {name[:200]!r} {why}")
         elif self.skipped_entries == MAX_WARNINGS + 1:
-            self.warnings.append(f"{where}: more entries that leave the image root skipped")
+            self.warnings.append(f"{where}: more hostile entries skipped")
 
     def resolve(self, path: str) -> str | None:
         """Follow symlinks component by component, never above the root (like a chroot)."""
@@ -154,7 +157,25 @@ class ImageFiles:
 
 
 @dataclass
+class _Held:
+    """Bytes of one kind kept in memory, the merged lower layers' and this layer's, counted
+    before they are kept: a hostile layer is refused at the limit, not read until memory
+    runs out."""
+
+    limit: int
+    what: str
+    total: int = 0
+
+    def add(self, size: int, where: str) -> None:
+        self.total += size
+        if self.total > self.limit:
+            raise ImageError(f"{where}: {self.what} over {self.limit} bytes")
+
+
+@dataclass
 class _LayerChanges:
+    file_bytes: _Held
+    symlink_bytes: _Held
     removed: list[str] = field(default_factory=list)  # whiteouts and replaced entries
     opaque: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
@@ -166,6 +187,14 @@ class _LayerChanges:
     def findings_tables(self) -> tuple[dict[str, Any], ...]:
         """The per-path results read from file contents (a hard link shares them)."""
         return (self.go_binaries, self.rust_binaries, self.java_archives)
+
+    def reserve_file(self, path: str, size: int, where: str) -> None:
+        """Count a wanted file of `size` bytes at `path` before it is read."""
+        self.file_bytes.add(size - len(self.files.get(path, b"")), where)
+
+    def add_symlink(self, path: str, target: str, where: str) -> None:
+        self.symlink_bytes.add(len(target) - len(self.symlinks.get(path, "")), where)
+        self.symlinks[path] = target
 
 
 def decompressed(stream: IO[bytes], where: str) -> IO[bytes]:
@@ -187,17 +216,21 @@ def decompressed(stream: IO[bytes], where: str) -> IO[bytes]:
 
 
 def _read_wanted(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, wanted: Wanted, where: str
-) -> bytes:
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    path: str,
+    wanted: Wanted,
+    changes: _LayerChanges,
+    where: str,
+) -> None:
     if member.size > wanted.limit and wanted.whole:
         raise ImageError(
             f"{where}: {path} is {member.size} bytes, over the {wanted.limit} "
             "byte limit for it; refusing to read it in part"
         )
+    changes.reserve_file(path, min(member.size, wanted.limit), where)
     handle = tar.extractfile(member)
-    if handle is None:
-        return b""
-    return handle.read(wanted.limit)
+    changes.files[path] = b"" if handle is None else handle.read(wanted.limit)
 
 
 def _read_executable(
@@ -255,12 +288,33 @@ def _read_java_archive(
     return artifacts
 
 
+def _entries(tar: tarfile.TarFile, where: str) -> Iterator[tarfile.TarInfo]:
+    """The layer's entries, at most MAX_LAYER_ENTRIES. tarfile keeps every entry it read in
+    `members`, even when streaming: emptied as it goes, so memory stays flat."""
+    count = 0
+    while (member := tar.next()) is not None:
+        tar.members = []  # type: ignore[attr-defined]  # real, though typeshed omits it
+        count += 1
+        if count > MAX_LAYER_ENTRIES:
+            raise ImageError(f"{where}: more than {MAX_LAYER_ENTRIES} entries in one layer")
+        yield member
+
+
 def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _LayerChanges:
-    changes = _LayerChanges()
-    for member in tar:
+    changes = _LayerChanges(
+        _Held(MAX_TOTAL_WANTED_BYTES, "package data"),
+        _Held(MAX_SYMLINK_BYTES, "symlink targets"),
+    )
+    changes.file_bytes.add(sum(len(c) for c in base.files.values()), where)
+    changes.symlink_bytes.add(sum(len(t) for t in base.symlinks.values()), where)
+    for member in _entries(tar, where):
         path = normalise_entry_path(member.name)
         if path is None:
-            base.skip_entry(where, member.name)
+            base.skip_entry(where, member.name, "that leaves the image root")
+            continue
+        if member.issym() and len(member.linkname) > MAX_SYMLINK_TARGET:
+            too_long = f"whose symlink target is over {MAX_SYMLINK_TARGET} characters"
+            base.skip_entry(where, member.name, too_long)
             continue
         directory, name = posixpath.split(path)
         if name == OPAQUE_MARKER:
@@ -271,11 +325,12 @@ def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _Layer
             continue
         changes.removed.append(path)  # an entry replaces whatever a lower layer had there
         if member.issym():
-            changes.symlinks[path] = member.linkname
+            changes.add_symlink(path, member.linkname, where)
         elif member.islnk():
             target = normalise_entry_path(member.linkname)
             content = None if target is None else changes.files.get(target, base.files.get(target))
             if content is not None and wanted_file(path) is not None:
+                changes.reserve_file(path, len(content), where)
                 changes.files[path] = content
             tables = zip(changes.findings_tables(), _findings_tables(base), strict=True)
             for table, base_table in tables:
@@ -285,7 +340,7 @@ def _layer_changes(tar: tarfile.TarFile, base: ImageFiles, where: str) -> _Layer
         elif member.isfile():
             wanted = wanted_file(path)
             if wanted is not None:
-                changes.files[path] = _read_wanted(tar, member, path, wanted, where)
+                _read_wanted(tar, member, path, wanted, changes, where)
             elif path.lower().endswith(ARCHIVE_SUFFIXES):
                 artifacts = _read_java_archive(tar, member, path, base, where)
                 if artifacts is not None:
@@ -325,8 +380,6 @@ def _apply(state: ImageFiles, changes: _LayerChanges, where: str) -> None:
         table.update(changed)
     if len(state.symlinks) > MAX_SYMLINKS:
         raise ImageError(f"{where}: more than {MAX_SYMLINKS} symlinks")
-    if sum(len(c) for c in state.files.values()) > MAX_TOTAL_WANTED_BYTES:
-        raise ImageError(f"{where}: package data over {MAX_TOTAL_WANTED_BYTES} bytes")
 
 
 LayerOpener = Callable[[], tuple[IO[bytes], Callable[[], None]]]

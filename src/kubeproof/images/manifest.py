@@ -64,13 +64,21 @@ class Manifest:
     layers: tuple[Descriptor, ...]
 
 
+def load_json(data: bytes, where: str) -> Any:
+    """The parsed document; an ImageError naming `where` for anything else, including JSON
+    nested too deeply for the parser (`[[[[...`), which raises RecursionError."""
+    try:
+        return json.loads(data)
+    except ValueError as error:  # UnicodeDecodeError included
+        raise ImageError(f"{where}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ImageError(f"{where}: JSON nested too deeply") from None
+
+
 def parse_json_document(data: bytes, where: str) -> dict[str, Any]:
     if len(data) > MAX_MANIFEST_BYTES:
         raise ImageError(f"{where}: {len(data)} bytes, over the {MAX_MANIFEST_BYTES} limit")
-    try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ImageError(f"{where}: not valid JSON ({error})") from None
+    document = load_json(data, where)
     if not isinstance(document, dict):
         raise ImageError(f"{where}: expected a JSON object")
     return document

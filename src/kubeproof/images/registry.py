@@ -5,13 +5,15 @@ and 404. Loopback registries are spoken to over plain HTTP, every other one over
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.client import HTTPResponse
+from email.message import Message
+from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from typing import IO, cast
 
@@ -37,6 +39,37 @@ MAX_RETRY_AFTER = 30.0
 
 class RegistryError(ImageError):
     """The registry refused or failed a request; the message names registry and status."""
+
+
+def _describe(error: Exception) -> str:
+    """An http.client or socket error for a message (a bad status line can be 64 KiB long)."""
+    text = str(error)[:120]
+    return f"{type(error).__name__}: {text!r}" if text else type(error).__name__
+
+
+class _Body(io.RawIOBase):
+    """A response body whose malformed HTTP (a broken chunk, an overlong line) or dropped
+    connection is a RegistryError naming the registry and URL, not an http.client error."""
+
+    def __init__(self, response: IO[bytes], where: str) -> None:
+        super().__init__()
+        self._response = response
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            chunk = self._response.read(len(buffer))
+        except (HTTPException, OSError) as error:
+            raise RegistryError(f"{self._where} failed ({_describe(error)})") from None
+        memoryview(buffer)[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self._response.close()
+        super().close()
 
 
 def is_loopback(registry: str) -> bool:
@@ -115,7 +148,15 @@ class RegistryClient:
                         f"registry {self.registry}: cannot reach it ({reason})"
                     ) from None
                 time.sleep(self.backoff * (2.0**attempt))
+            except HTTPException as error:  # not HTTP at all: retrying would not help
+                raise RegistryError(
+                    f"registry {self.registry}: malformed HTTP answer to {url} ({_describe(error)})"
+                ) from None
         raise AssertionError("unreachable")
+
+    def _body(self, response: IO[bytes], url: str) -> IO[bytes]:
+        """The body, read in full by read(n) (a short read would look like a size mismatch)."""
+        return io.BufferedReader(_Body(response, f"registry {self.registry}: reading {url}"))
 
     def _token(self, challenge: Challenge, repository: str) -> str:
         realm = challenge.params.get("realm", "")
@@ -132,8 +173,8 @@ class RegistryClient:
             url, {"Accept": "application/json"}, credentials.basic_header() if credentials else None
         )
         status = response.status if isinstance(response, HTTPResponse) else response.code
-        with response:
-            body = response.read(1 << 20)
+        with self._body(response, url) as stream:
+            body = stream.read(1 << 20)
         if status != 200:
             raise RegistryError(
                 f"registry {self.registry}: the token service refused "
@@ -142,7 +183,7 @@ class RegistryClient:
             )
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             raise RegistryError(
                 f"registry {self.registry}: token service answer is not JSON"
             ) from None
@@ -171,7 +212,8 @@ class RegistryClient:
 
     def _get(
         self, path: str, repository: str, what: str, accept: str | None = None
-    ) -> HTTPResponse:
+    ) -> tuple[IO[bytes], Message]:
+        """The body (see _body) and the headers of a successful GET."""
         url = f"{self.base}/v2/{repository}/{path}"
         headers = {"Accept": accept} if accept else {}
         authorization = self._authorization.get(repository)
@@ -186,7 +228,7 @@ class RegistryClient:
             self._authorization[repository] = authorization
             response = self._send(url, headers, authorization)
         if isinstance(response, HTTPResponse):
-            return response
+            return self._body(response, url), response.headers
         code = response.code
         response.close()
         if code == 401:
@@ -209,10 +251,11 @@ class RegistryClient:
             if not identifier.startswith("sha")
             else f"manifest {repository}@{identifier}"
         )
-        with self._get(f"manifests/{identifier}", repository, what, ACCEPT) as response:
-            data = response.read(MAX_MANIFEST_BYTES + 1)
-            media_type = response.headers.get("Content-Type")
-            announced_digest = response.headers.get("Docker-Content-Digest")
+        body, headers = self._get(f"manifests/{identifier}", repository, what, ACCEPT)
+        with body:
+            data = body.read(MAX_MANIFEST_BYTES + 1)
+        media_type = headers.get("Content-Type")
+        announced_digest = headers.get("Docker-Content-Digest")
         if len(data) > MAX_MANIFEST_BYTES:
             raise RegistryError(
                 f"registry {self.registry}: {what} is over {MAX_MANIFEST_BYTES} bytes"
@@ -229,8 +272,8 @@ class RegistryClient:
         """The image index listing the manifests whose `subject` is `digest` (the OCI 1.1
         referrers API). A registry without the API answers 404, raised as RegistryError."""
         what = f"referrers of {repository}@{digest}"
-        with self._get(f"referrers/{digest}", repository, what, OCI_INDEX) as response:
-            data = response.read(MAX_MANIFEST_BYTES + 1)
+        with self._get(f"referrers/{digest}", repository, what, OCI_INDEX)[0] as body:
+            data = body.read(MAX_MANIFEST_BYTES + 1)
         if len(data) > MAX_MANIFEST_BYTES:
             raise RegistryError(
                 f"registry {self.registry}: {what} is over {MAX_MANIFEST_BYTES} bytes"
@@ -239,7 +282,7 @@ class RegistryClient:
 
     def open_blob(self, repository: str, digest: str) -> IO[bytes]:
         """The blob's byte stream, unverified: callers wrap it in a VerifyingReader."""
-        return self._get(f"blobs/{digest}", repository, f"blob {repository}@{digest}")
+        return self._get(f"blobs/{digest}", repository, f"blob {repository}@{digest}")[0]
 
     def read_blob(
         self, repository: str, descriptor: Descriptor, limit: int = MAX_MANIFEST_BYTES

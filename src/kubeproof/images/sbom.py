@@ -243,7 +243,7 @@ def contents_from_sbom(text: str, where: str) -> ImageContents:
         packages = [
             _package_from_component(as_dict(entry)) for entry in as_list(document.get("components"))
         ]
-    except (ValueError, TypeError, KeyError, ImageError) as error:
+    except (ValueError, TypeError, KeyError, ImageError, RecursionError) as error:
         raise ImageError(f"{where}: not a kubeproof SBOM ({error})") from None
     return ImageContents(
         image.get(f"{PROPERTY}reference", ""),
@@ -280,11 +280,16 @@ def load_cached(digest: str) -> ImageContents | None:
 
 
 def store_cached(contents: ImageContents, sbom: str) -> Path:
-    """Write atomically: a concurrent reader sees the old entry or the new one, never half."""
+    """Write atomically: a concurrent reader sees the old entry or the new one, never half.
+    An OSError when the cache cannot be written; no temporary file is left behind."""
     path = cache_path(contents.digest)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".sbom-")
-    with os.fdopen(handle, "w", encoding="utf-8") as output:
-        output.write(sbom)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as output:
+            output.write(sbom)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
