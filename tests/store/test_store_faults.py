@@ -4,6 +4,7 @@ and where the store lives by default."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,8 +15,8 @@ from store_helpers import deployment, execute, query, record
 
 from databases import Database
 from kubeproof.cli.main import main
-from kubeproof.store import ledger
-from kubeproof.store.db import StoreError, open_store
+from kubeproof.store import StoreError, ledger
+from kubeproof.store.db import open_store
 from kubeproof.store.migrate import head_revision
 from postgres import free_port
 
@@ -199,6 +200,26 @@ def test_reading_commands_do_not_create_a_store(
     assert main(["findings", "--db", str(missing)]) == 2
     assert "no evidence store at" in capsys.readouterr().err
     assert not missing.exists()
+    # Nor turn an empty file, or another program's database, into one.
+    empty, other = tmp_path / "values.yaml", tmp_path / "other.sqlite3"
+    empty.touch()
+    with sqlite3.connect(other) as database:
+        database.execute("CREATE TABLE notes (x)")
+    for path in (empty, other):
+        before = path.read_bytes()
+        report = [
+            "report",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--output",
+            str(tmp_path / "r"),
+        ]
+        for command in (["findings"], report):
+            assert main([*command, "--db", str(path)]) == 2
+            assert "no evidence store at" in capsys.readouterr().err
+        assert path.read_bytes() == before
 
 
 def test_schema_is_migrated_once_and_newer_schemas_are_refused(database: Database) -> None:

@@ -56,7 +56,7 @@ class AgentMetrics:
             return self._findings[1]
         from sqlalchemy.exc import SQLAlchemyError
 
-        from kubeproof.store.db import StoreError
+        from kubeproof.store import StoreError
 
         counts: Counter[tuple[str, str]] = Counter()
         try:

@@ -113,7 +113,8 @@ def run(arguments: argparse.Namespace) -> int:
     from kubeproof.agent.loop import Agent, AgentOptions
     from kubeproof.sources.cluster import ClusterError
     from kubeproof.sources.kubeconfig import KubeconfigError, load_connection
-    from kubeproof.store.db import StoreError, open_store
+    from kubeproof.store import StoreError
+    from kubeproof.store.db import open_store
 
     try:
         framework = frameworks.load(arguments.framework)

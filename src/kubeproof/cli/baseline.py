@@ -251,7 +251,8 @@ def _checked_decider(arguments: argparse.Namespace) -> Decider:
 
 
 def _open_for_writing(arguments: argparse.Namespace) -> Store:
-    from kubeproof.store.db import StoreError, open_store
+    from kubeproof.store import StoreError
+    from kubeproof.store.db import open_store
 
     try:
         return open_store(arguments.db)

@@ -42,7 +42,8 @@ def add_signing_key_argument(parser: Any) -> None:
 def open_for_writing(arguments: argparse.Namespace) -> Store:
     """The store to append evidence to, with the signing key (--signing-key or
     $KUBEPROOF_SIGNING_KEY) loaded: a bad key fails before anything is written."""
-    from kubeproof.store.db import StoreError, open_store
+    from kubeproof.store import StoreError
+    from kubeproof.store.db import open_store
 
     try:
         return open_store(arguments.db, signing_key=getattr(arguments, "signing_key", None))
@@ -51,7 +52,8 @@ def open_for_writing(arguments: argparse.Namespace) -> Store:
 
 
 def open_for_reading(arguments: argparse.Namespace) -> Store:
-    from kubeproof.store.db import StoreError, open_store
+    from kubeproof.store import StoreError
+    from kubeproof.store.db import open_store
 
     try:
         return open_store(arguments.db, create=False)

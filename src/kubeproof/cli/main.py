@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from kubeproof import __version__
 from kubeproof.cli.errors import EXIT_CLEAN, EXIT_USAGE, UsageError
+from kubeproof.store import StoreError
 
 # Each command and the module that defines it, in the order `--help` lists them. Only the
 # module of the command being run is imported: a scan does not pay for the database,
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         code: int = arguments.run(arguments)
-    except UsageError as error:
+    except (UsageError, StoreError) as error:
         print(f"kubeproof: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

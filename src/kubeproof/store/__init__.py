@@ -8,3 +8,14 @@ kubeproof.store.findings (list_findings, subject_history).
 """
 
 ENVIRONMENT_VARIABLE = "KUBEPROOF_DB"
+
+
+# Here rather than in kubeproof.store.db, so that the command line can catch them
+# without importing SQLAlchemy.
+class StoreError(Exception):
+    """The store cannot be used as asked: bad URL, unreachable database, broken schema.
+    The message names the database without its password."""
+
+
+class DamagedStore(StoreError):
+    """A stored row cannot be decoded: the store was damaged or tampered with."""

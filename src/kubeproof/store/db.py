@@ -11,17 +11,20 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from kubeproof.redaction import redact
-from kubeproof.store import ENVIRONMENT_VARIABLE
+from kubeproof.store import ENVIRONMENT_VARIABLE, DamagedStore, StoreError
+from kubeproof.store.decoding import UnreadableValue, damaged_row
+from kubeproof.store.schema import Base
 from kubeproof.store.signing import SIGNER_INFO, Signer, SigningKeyError, load_signer
 
 _WRITE = "kubeproof_write"  # execution option: this transaction appends evidence
@@ -30,9 +33,13 @@ _MIGRATION_LOCK = 0x6B7072  # PostgreSQL advisory lock key ("kpr") while migrati
 _LOCK_TIMEOUT = 60.0
 
 
-class StoreError(Exception):
-    """The store cannot be used as asked: bad URL, unreachable database, broken schema.
-    The message names the database without its password."""
+def _damaged(url: str, session: Session, error: UnreadableValue) -> DamagedStore:
+    row = damaged_row(session, error, Base.metadata)
+    where = f"{row}: {error}" if row else str(error)
+    return DamagedStore(
+        f"cannot read the evidence store {url}: {where}. The store was damaged or "
+        "tampered with: run `kubeproof evidence verify` on it to see what was altered"
+    )
 
 
 def default_location() -> Path:
@@ -99,8 +106,13 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
+        """A session to read with; a stored value that cannot be decoded ends it with a
+        DamagedStore naming the row."""
         with Session(self.engine) as session:
-            yield session
+            try:
+                yield session
+            except UnreadableValue as error:
+                raise _damaged(self.url, session, error) from None
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
@@ -157,8 +169,19 @@ def open_store(
 
 
 def _sqlite_exists(url: URL) -> bool:
+    """Whether the SQLite file holds a store. A reader must not turn an empty file, or
+    another program's database, into one by creating the schema in it."""
     database = url.database or ""
-    return database == ":memory:" or database.startswith("file:") or Path(database).is_file()
+    if database == ":memory:" or database.startswith("file:"):
+        return True
+    if not Path(database).is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{quote(database)}?mode=ro", uri=True)) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError:
+        return True  # not SQLite at all: opening it says so
+    return "ledger" in tables
 
 
 def describe(error: exc.DBAPIError, url: URL | None = None) -> str:

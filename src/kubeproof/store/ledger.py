@@ -29,6 +29,7 @@ import orjson
 from sqlalchemy import RowMapping, select
 from sqlalchemy.orm import Session
 
+from kubeproof.store.decoding import UnreadableValue
 from kubeproof.store.rehash import rehash_scan
 from kubeproof.store.schema import (
     ExceptionRevocationRow,
@@ -259,6 +260,21 @@ def verify(
     """Recompute the chain from the rows as they are now; stop at the first bad entry.
     With `public_keys`, check every entry's signature too. `since` (an exported head whose
     signature the caller checked) is trusted: only the entries after it are rehashed."""
+    try:
+        return _verify(session, expect, public_keys, expect_head, since)
+    except UnreadableValue as error:
+        # A ledger row itself (an entry's own rows are reported with their entry).
+        problem = f"the ledger's rows cannot be read ({error}): they were edited"
+        return Verification(0, GENESIS_HASH, problem, since.seq + 1 if since else 1)
+
+
+def _verify(
+    session: Session,
+    expect: str | None,
+    public_keys: Sequence[PublicKey],
+    expect_head: ExportedHead | None,
+    since: ExportedHead | None,
+) -> Verification:
     audit = SignatureAudit(key_ring(public_keys))
     previous, count = GENESIS_HASH, 0
     seen_expected = expect is None
@@ -440,7 +456,10 @@ def _entry_problem(
             "does not link to the entry before it: "
             "an entry was deleted, inserted or moved at this point"
         )
-    content = _content(session, entry)
+    try:
+        content = _content(session, entry)
+    except UnreadableValue as error:
+        return f"its stored rows cannot be read ({error}): they were edited"
     if isinstance(content, str):
         return content
     recomputed = entry_hash(

@@ -9,7 +9,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from kubeproof.store.db import Store, StoreError, lock_for_migration, write_options
+from kubeproof.store import StoreError
+from kubeproof.store.db import Store, lock_for_migration, write_options
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -14,24 +14,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast, select, type_coerce
 from sqlalchemy.orm import Session
 
 from kubeproof.collector import collector_paused
 from kubeproof.model import Status
+from kubeproof.store.decoding import json_values
 from kubeproof.store.schema import ResultRow
 from kubeproof.store.summaries import CheckKey, SubjectKey
 
 _NOT_EVALUATED = Status.NOT_EVALUATED.value
 
 
-def _columns() -> list[ColumnElement[Any]]:
+def _columns(dialect: str) -> list[ColumnElement[Any]]:
     from kubeproof.store.ledger import RESULT_FIELDS
 
     columns: list[ColumnElement[Any]] = [getattr(ResultRow, name) for name in RESULT_FIELDS]
     # The stored JSON text: the JSON type's own decoding (the json module) is the
-    # slowest step of reading a result.
-    columns[RESULT_FIELDS.index("details")] = cast(ResultRow.details, Text)
+    # slowest step of reading a result. SQLite's is read as stored, without a CAST: a
+    # blob written over it must reach the decoder, not fail in the driver.
+    details = ResultRow.details
+    text = type_coerce(details, Text) if dialect == "sqlite" else cast(details, Text)
+    columns[RESULT_FIELDS.index("details")] = text
     return columns
 
 
@@ -45,9 +49,10 @@ class Rehashed:
 def rehash_scan(session: Session, scan_id: int) -> Rehashed:
     from kubeproof.store.ledger import RESULT_FIELDS
 
-    statement = select(*_columns()).where(ResultRow.scan_id == scan_id)
+    connection = session.connection()
+    statement = select(*_columns(connection.dialect.name)).where(ResultRow.scan_id == scan_id)
     with collector_paused():
-        rows = session.connection().execute(statement).all()
+        rows = connection.execute(statement).all()
         if not rows:
             return Rehashed(hashlib.sha256().hexdigest(), Counter(), {})
         # Column-wise from here: zip and Counter run in C, not once per result in Python.
@@ -59,8 +64,8 @@ def _digest(columns: dict[str, tuple[Any, ...]]) -> str:
     """ledger.results_digest over the columns: each result's canonical line, sorted."""
     from kubeproof.store.ledger import RESULT_FIELDS
 
-    dumps, loads, sort_keys = orjson.dumps, orjson.loads, orjson.OPT_SORT_KEYS
-    details = [None if text is None else loads(text) for text in columns["details"]]
+    dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
+    details = json_values(columns["details"], "results", "details")
     assert RESULT_FIELDS[-1] == "details", "the lines below put details last"
     others = [columns[name] for name in RESULT_FIELDS[:-1]]
     lines = sorted(

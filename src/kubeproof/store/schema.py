@@ -19,10 +19,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
-    Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -33,13 +30,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kubeproof.store.decoding import StoredDate, StoredJSON, StoredTime, name_columns
+
 NAME = 253  # a Kubernetes name's maximum length
 FINGERPRINT = 32
 DIGEST = 64
 
 
 def _time() -> Any:
-    return DateTime(timezone=True)
+    return StoredTime(timezone=True)
 
 
 class Base(DeclarativeBase):
@@ -53,7 +52,7 @@ class ScanRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     cluster: Mapped[str] = mapped_column(String(NAME), index=True)
-    sources: Mapped[list[str]] = mapped_column(JSON)
+    sources: Mapped[list[str]] = mapped_column(StoredJSON)
     framework: Mapped[str] = mapped_column(String(100))
     catalogue_digest: Mapped[str] = mapped_column(String(DIGEST))
     tool_version: Mapped[str] = mapped_column(String(50))
@@ -65,11 +64,11 @@ class ScanRow(Base):
     files: Mapped[int] = mapped_column(Integer)
     # [{kind, state, detail}] sorted by kind; kinds not listed are complete when
     # coverage_complete_by_default (files) and unread otherwise (a cluster).
-    coverage: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    coverage: Mapped[list[dict[str, str]]] = mapped_column(StoredJSON)
     coverage_complete_by_default: Mapped[bool]
     input_errors: Mapped[int] = mapped_column(Integer)
     result_count: Mapped[int] = mapped_column(Integer)
-    totals: Mapped[dict[str, int]] = mapped_column(JSON)
+    totals: Mapped[dict[str, int]] = mapped_column(StoredJSON)
 
 
 class ResultRow(Base):
@@ -94,7 +93,7 @@ class ResultRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     location_file: Mapped[str | None] = mapped_column(Text)
     location_line: Mapped[int | None] = mapped_column(Integer)
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details: Mapped[dict[str, Any] | None] = mapped_column(StoredJSON)
 
 
 class SubjectRow(Base):
@@ -118,7 +117,7 @@ class SubjectRow(Base):
     # The top owner's metadata.uid and labels (its own and its pod template's, redacted
     # like every stored text) as last seen by a scan (revision 0005); None if never seen.
     uid: Mapped[str | None] = mapped_column(String(NAME))
-    labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    labels: Mapped[dict[str, str] | None] = mapped_column(StoredJSON)
 
 
 class FindingRow(Base):
@@ -205,17 +204,17 @@ class ExceptionRow(Base):
     __tablename__ = "exceptions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    checks: Mapped[list[str]] = mapped_column(JSON)  # check ids or shell globs
-    subjects: Mapped[list[str]] = mapped_column(JSON)  # Kind/namespace/name[container]
-    namespaces: Mapped[list[str]] = mapped_column(JSON)
-    selector: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a LabelSelector
+    checks: Mapped[list[str]] = mapped_column(StoredJSON)  # check ids or shell globs
+    subjects: Mapped[list[str]] = mapped_column(StoredJSON)  # Kind/namespace/name[container]
+    namespaces: Mapped[list[str]] = mapped_column(StoredJSON)
+    selector: Mapped[dict[str, Any] | None] = mapped_column(StoredJSON)  # a LabelSelector
     owner: Mapped[str] = mapped_column(String(NAME))
     reason: Mapped[str] = mapped_column(Text)
     ticket: Mapped[str | None] = mapped_column(String(NAME))
     approver: Mapped[str | None] = mapped_column(String(NAME))
     created_at: Mapped[datetime] = mapped_column(_time())
     # Holds until the start (00:00 UTC) of this date; expired on it.
-    expires_on: Mapped[date] = mapped_column(Date, index=True)
+    expires_on: Mapped[date] = mapped_column(StoredDate, index=True)
 
 
 class ExceptionRevocationRow(Base):
@@ -263,7 +262,7 @@ class AgentTransitionRow(Base):
     status_after: Mapped[str | None] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text)  # redacted
     cause: Mapped[str] = mapped_column(Text)  # the changed object: Kind/namespace/name
-    diff: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # redacted
+    diff: Mapped[list[dict[str, Any]] | None] = mapped_column(StoredJSON)  # redacted
     # Who made the change, from the audit event that wrote the cause (revision 0007);
     # None when no audit data was given or no event matched.
     actor_user: Mapped[str | None] = mapped_column(Text)
@@ -288,7 +287,7 @@ class AgentHeartbeatRow(Base):
     at: Mapped[datetime] = mapped_column(_time())
     state: Mapped[str] = mapped_column(String(10))  # started | alive | stopped
     interval_s: Mapped[int] = mapped_column(Integer)
-    counters: Mapped[dict[str, int]] = mapped_column(JSON)
+    counters: Mapped[dict[str, int]] = mapped_column(StoredJSON)
     ledger_seq: Mapped[int | None] = mapped_column(Integer, index=True)  # as transitions
     # Who was alive (revision 0008): the agent, or an audit receiver (`kubeproof audit
     # follow|serve`), whose heartbeats its `detections` entries chain.
@@ -355,7 +354,7 @@ class AdmissionDecisionRow(Base):
     uid: Mapped[str] = mapped_column(String(NAME))  # the AdmissionReview request uid
     decided_at: Mapped[datetime] = mapped_column(_time())
     username: Mapped[str] = mapped_column(Text)
-    groups: Mapped[list[str]] = mapped_column(JSON)
+    groups: Mapped[list[str]] = mapped_column(StoredJSON)
     operation: Mapped[str] = mapped_column(String(20))
     api_group: Mapped[str] = mapped_column(String(NAME))
     kind: Mapped[str] = mapped_column(String(NAME))
@@ -363,8 +362,8 @@ class AdmissionDecisionRow(Base):
     name: Mapped[str] = mapped_column(String(NAME))  # "" when only generateName was set
     owner_kind: Mapped[str] = mapped_column(String(NAME))  # top owner where known, else ""
     owner_name: Mapped[str] = mapped_column(String(NAME))
-    images: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # {container, image, digest}
-    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # {check, outcome[, exception]}
+    images: Mapped[list[dict[str, Any]]] = mapped_column(StoredJSON)  # {container, image, digest}
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(StoredJSON)  # {check, outcome[, exception]}
     decision: Mapped[str] = mapped_column(String(20))  # allowed | denied | warned | audited ...
     allowed: Mapped[bool]
     mode: Mapped[str] = mapped_column(String(10))
@@ -390,7 +389,7 @@ class BaselineRow(Base):
     name: Mapped[str] = mapped_column(String(NAME))
     action: Mapped[str] = mapped_column(String(10))  # approved | revoked
     digest: Mapped[str | None] = mapped_column(String(DIGEST))  # of the approved spec
-    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # redacted; None when revoked
+    spec: Mapped[dict[str, Any] | None] = mapped_column(StoredJSON)  # redacted; None when revoked
     decided_by: Mapped[str] = mapped_column(String(NAME))
     reason: Mapped[str] = mapped_column(Text)
     ticket: Mapped[str | None] = mapped_column(String(NAME))
@@ -415,7 +414,7 @@ class DetectionRow(Base):
     source: Mapped[str] = mapped_column(String(10))  # audit | falco
     detector_id: Mapped[str] = mapped_column(String(100))
     severity: Mapped[str] = mapped_column(String(10))
-    criteria: Mapped[list[str]] = mapped_column(JSON)
+    criteria: Mapped[list[str]] = mapped_column(StoredJSON)
     api_version: Mapped[str] = mapped_column(String(NAME))
     kind: Mapped[str] = mapped_column(String(NAME))  # User, ServiceAccount, a workload, Node
     namespace: Mapped[str] = mapped_column(String(NAME))
@@ -425,6 +424,10 @@ class DetectionRow(Base):
     evidence_key: Mapped[str] = mapped_column(String(NAME))  # first audit ID, or Falco's key
     observed_at: Mapped[datetime] = mapped_column(_time())  # the first matching event
     received_at: Mapped[datetime] = mapped_column(_time())  # when kubeproof saw it
-    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)  # redacted, as printed
+    evidence: Mapped[dict[str, Any]] = mapped_column(StoredJSON)  # redacted, as printed
     message: Mapped[str] = mapped_column(Text)  # redacted
     run_id: Mapped[str] = mapped_column(String(36))  # the receiver run that recorded it
+
+
+# So that a value that cannot be decoded is reported with its table and column.
+name_columns(Base.metadata)
