@@ -74,6 +74,8 @@ def test_malformed_config_is_a_clear_error(tmp_path: Path, content: str) -> None
 def test_named_config_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="no such file"):
         load_credentials("r", tmp_path / "missing.json")
+    with pytest.raises(ImageError, match=f"registry config {tmp_path}: Is a directory"):
+        load_credentials("r", tmp_path)
 
 
 @pytest.mark.parametrize(

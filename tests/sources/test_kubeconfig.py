@@ -166,6 +166,8 @@ def test_no_kubeconfig_anywhere(tmp_path: Path) -> None:
         load_connection(environ={}, home=tmp_path)
     with pytest.raises(KubeconfigError, match="no such file"):
         load_connection(str(tmp_path / "missing"))
+    with pytest.raises(KubeconfigError, match=f"kubeconfig {tmp_path}: Is a directory"):
+        load_connection(str(tmp_path))
 
 
 def test_bad_pem_data_is_a_kubeconfig_error_that_never_quotes_it(tmp_path: Path) -> None:

@@ -73,10 +73,10 @@ def load_credentials(registry: str, config_path: Path | None) -> Credentials | N
     """The credentials for `registry` in a docker config.json, if any. A named config file
     that is missing or malformed is an error; the default one may be absent."""
     path = config_path or default_config_path()
-    if not path.is_file():
-        if config_path is not None:
-            raise ImageError(f"registry config {path}: no such file")
+    if config_path is None and not path.is_file():
         return None
+    if not path.exists():  # anything else (a directory, a pipe) is refused by the reader
+        raise ImageError(f"registry config {path}: no such file")
     try:
         config = json.loads(read_bounded(path, MAX_CONFIG_BYTES, f"registry config {path}"))
     except UnreadableFile as refused:

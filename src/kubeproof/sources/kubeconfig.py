@@ -98,7 +98,7 @@ def load_connection(
     env = os.environ if environ is None else environ
     if kubeconfig is not None:
         path = Path(kubeconfig)
-        if not path.is_file():
+        if not path.exists():  # anything else (a directory, a pipe) is refused by the reader
             raise KubeconfigError(f"kubeconfig {kubeconfig}: no such file")
         paths = [path]
     elif env.get("KUBECONFIG"):
