@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from audit.auditlog import event, line
 from kubeproof.audit.events import OversizedLine
-from kubeproof.audit.source import LogFollower, oldest_first
+from kubeproof.audit.source import AuditInputError, LogFollower, oldest_first
 
 
 def contents(lines: list[tuple[int, bytes | OversizedLine]]) -> list[tuple[int, bytes]]:
@@ -29,6 +31,13 @@ def test_from_start_reads_everything(tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
     log.write_bytes(b"a\nb\n")
     assert contents(LogFollower(log, from_start=True).poll()) == [(1, b"a\n"), (2, b"b\n")]
+
+
+def test_only_a_regular_file_is_followed(tmp_path: Path) -> None:
+    pipe = tmp_path / "audit.log"
+    os.mkfifo(pipe)  # opening it to read would wait for a writer, deaf to SIGTERM
+    with pytest.raises(AuditInputError, match=f"{pipe}: not a regular file"):
+        LogFollower(pipe).poll()
 
 
 def test_a_partial_line_waits_for_its_end(tmp_path: Path) -> None:
