@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from databases import Database
 from kubeproof.cli.main import main
 from kubeproof.store.db import open_store
 from kubeproof.store.decisions import record_batch
+from paths import ROOT
 
 AT = datetime(2026, 2, 3, 9, 0, tzinfo=UTC)
 
@@ -61,3 +63,18 @@ def test_a_period_with_decisions_but_no_scans_says_what_it_holds(
     # A period holding nothing at all is still called empty.
     line = _summary(database, tmp_path / "e.json", "2025-02-02", "2025-02-08", capsys)
     assert "wrote an empty json report" in line
+
+
+def test_an_empty_period_with_an_altered_ledger_says_so(
+    database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Moving the only scan out of the period empties it, and alters the ledger.
+    assert main(["scan", str(ROOT / "examples"), "--db", database.url, "--fail-on", "none",
+                 "--output", str(tmp_path / "scan.json"), "--format", "json"]) == 0  # fmt: skip
+    engine = create_engine(database.url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE scans SET started_at = :moved"), {"moved": AT})
+    engine.dispose()
+    today = datetime.now(UTC).date().isoformat()
+    line = _summary(database, tmp_path / "r.json", today, today, capsys)
+    assert "no scans recorded from" in line and line.rstrip().endswith("; LEDGER ALTERED")

@@ -155,25 +155,19 @@ def _write(
 
 def _summary(report: PeriodReport, format_: str, output: Path, rows: int | None) -> None:
     period = f"{report.period.first_day.isoformat()} to {report.period.last_day.isoformat()}"
-    if report.empty:
-        held = _besides_scans(report)
-        if held:
-            print(
-                f"kubeproof: no scans recorded from {period}: wrote the {format_} report of "
-                f"{held} to {output}",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"kubeproof: no scans recorded from {period}: wrote an empty {format_} "
-                f"report to {output}",
-                file=sys.stderr,
-            )
-        return
-    written = f" ({rows} result rows)" if rows is not None else ""
     ledger = ""
     if report.ledger is not None:
         ledger = "; ledger intact" if report.ledger.intact else "; LEDGER ALTERED"
+    if report.empty:
+        # An altered ledger can be why a period looks empty: say so here too.
+        held = _besides_scans(report)
+        contents = f"the {format_} report of {held}" if held else f"an empty {format_} report"
+        print(
+            f"kubeproof: no scans recorded from {period}: wrote {contents} to {output}{ledger}",
+            file=sys.stderr,
+        )
+        return
+    written = f" ({rows} result rows)" if rows is not None else ""
     print(
         f"kubeproof: wrote the {format_} report for {period} to {output}{written}: "
         f"{len(report.scans)} scans, {report.result_count} results, "
