@@ -12,25 +12,42 @@ class UnreadableFile(Exception):
     the file as the caller described it."""
 
 
+class NotRegularFile(OSError):
+    """A directory, a pipe or a device where a file was expected."""
+
+
+def open_regular(path: str | Path) -> int:
+    """A descriptor to read a regular file (or a symlink to one, as Kubernetes mounts
+    Secrets) from. Anything else is refused: a pipe would wait for a writer, holding up
+    the process and its shutdown, and a device may never end. Opened without blocking,
+    since on a pipe open() itself would wait."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise NotRegularFile("Is a directory" if stat.S_ISDIR(mode) else "not a regular file")
+    return descriptor
+
+
 def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     """The file's bytes. Reads at most `limit + 1` bytes whatever the file's size, so that
-    a huge file is refused without being loaded. Only a regular file (or a symlink to
-    one, as Kubernetes mounts Secrets) is read: a pipe would wait for a writer, holding
-    up the process and its shutdown, and a device may never end."""
+    a huge file is refused without being loaded; only a regular file (`open_regular`)."""
     try:
-        # Opening without blocking: on a pipe, open() itself would wait for a writer.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(descriptor, "rb") as handle:
-            mode = os.fstat(descriptor).st_mode
-            if not stat.S_ISREG(mode):
-                reason = "Is a directory" if stat.S_ISDIR(mode) else "not a regular file"
-                raise UnreadableFile(f"cannot read {what}: {reason}")
+        with os.fdopen(open_regular(path), "rb") as handle:
             data = handle.read(limit + 1)
     except OSError as error:
         raise UnreadableFile(f"cannot read {what}: {error.strerror or error}") from None
     if len(data) > limit:
         raise UnreadableFile(f"{what} is larger than {byte_size(limit)}")
     return data
+
+
+def read_bounded_text(path: str | Path, limit: int, what: str) -> str:
+    """`read_bounded`, as UTF-8 text."""
+    try:
+        return read_bounded(path, limit, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnreadableFile(f"{what}: not UTF-8 text") from None
 
 
 MAX_CA_BUNDLE_BYTES = 1 << 20  # a CA bundle is a few certificates

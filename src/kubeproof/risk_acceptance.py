@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kubeproof.bounded import UnreadableFile, read_bounded
+from kubeproof.bounded import UnreadableFile, read_bounded_text
 from kubeproof.inventory import Inventory
 from kubeproof.inventory.objects import as_dict
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
@@ -394,16 +394,13 @@ def _exceptions_loader() -> Any:
 def load_exceptions_file(path: str, limits: Limits) -> list[RiskException]:
     """`exceptions: [...]` from a YAML file; every problem names the file and the field."""
     try:
-        raw = read_bounded(path, _FILE_LIMIT, path)
+        text = read_bounded_text(path, _FILE_LIMIT, path)
     except UnreadableFile as refused:
         raise ExceptionSpecError(str(refused)) from None
     import yaml
 
     try:
-        text = raw.decode("utf-8")
         data = yaml.load(text, Loader=_exceptions_loader())  # a SafeLoader: no arbitrary objects
-    except UnicodeDecodeError:
-        raise ExceptionSpecError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

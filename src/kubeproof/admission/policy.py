@@ -24,7 +24,7 @@ from kubeproof.admission.trustroot import (
     TrustedRootProblem,
     load_trusted_root,
 )
-from kubeproof.bounded import UnreadableFile, read_bounded
+from kubeproof.bounded import UnreadableFile, read_bounded_text
 from kubeproof.checks import Check, catalogue
 from kubeproof.engine import WORKLOAD_KINDS
 from kubeproof.inventory.selectors import label_selector_problem, selector_matches
@@ -170,11 +170,9 @@ def load_policy(path: str | Path) -> Policy:
 def read_policy_text(path: str | Path) -> str:
     where = str(path)
     try:
-        return read_bounded(path, MAX_POLICY_BYTES, f"policy {where}").decode("utf-8")
+        return read_bounded_text(path, MAX_POLICY_BYTES, f"policy {where}")
     except UnreadableFile as refused:
         raise PolicyError(str(refused)) from None
-    except UnicodeDecodeError:
-        raise PolicyError(f"policy {where}: not UTF-8 text") from None
 
 
 def policy_from_text(text: str, path: str | Path) -> Policy:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import stat
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from kubeproof.audit.events import (
     events_from_lines,
     parse_event,
 )
+from kubeproof.bounded import NotRegularFile, open_regular
 
 GZIP_MAGIC = b"\x1f\x8b"
 _DRAIN_CHUNK = 1 << 20
@@ -219,17 +219,17 @@ class LogFollower:
 
     def _open(self, *, at_end: bool) -> None:
         try:
-            # Not blocking: opening a pipe would wait for a writer, deaf to SIGTERM.
-            descriptor = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            # A pipe would wait for a writer, deaf to SIGTERM; rotation and truncation are
+            # a file's anyway.
+            descriptor = open_regular(self.path)
         except FileNotFoundError:
             return  # not there yet (or between rotation and re-creation): try again later
+        except NotRegularFile as error:
+            raise AuditInputError(f"{self.path}: {error}; follow reads a log file") from None
         except OSError as error:
             raise AuditInputError(f"{self.path}: cannot be read ({error.strerror})") from None
         handle = os.fdopen(descriptor, "rb", buffering=0)
         status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):  # rotation and truncation are a file's
-            handle.close()
-            raise AuditInputError(f"{self.path}: not a regular file; follow reads a log file")
         self._handle = handle
         self._identity = (status.st_dev, status.st_ino)
         self._pending, self._skipping, self._line, self._position = b"", 0, 0, 0

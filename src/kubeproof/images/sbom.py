@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeproof import __version__
-from kubeproof.bounded import UnreadableFile, read_bounded
+from kubeproof.bounded import UnreadableFile, read_bounded_text
 from kubeproof.images.digest import parse_digest
 from kubeproof.images.errors import ImageError
 from kubeproof.images.manifest import Platform
@@ -272,9 +272,9 @@ def cache_path(digest: str) -> Path:
 def load_cached(digest: str) -> ImageContents | None:
     path = cache_path(digest)
     try:
-        text = read_bounded(path, MAX_CACHED_SBOM_BYTES, f"SBOM cache {path}").decode("utf-8")
+        text = read_bounded_text(path, MAX_CACHED_SBOM_BYTES, f"SBOM cache {path}")
         contents = contents_from_sbom(text, str(path))
-    except (UnreadableFile, UnicodeDecodeError, ImageError):
+    except (UnreadableFile, ImageError):
         return None  # a missing or damaged cache entry is rebuilt, not trusted
     return contents if contents.digest == digest else None
 

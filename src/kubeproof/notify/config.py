@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kubeproof.bounded import UnreadableFile, read_bounded
+from kubeproof.bounded import UnreadableFile, read_bounded_text
 from kubeproof.model import Severity
 from kubeproof.notify.channels import Channel, ChannelError, SlackChannel, WebhookChannel
 from kubeproof.notify.dispatcher import NotifySettings
@@ -59,12 +59,10 @@ class NotifyConfigError(ValueError):
 def load_config(path: Path) -> tuple[list[Channel], NotifySettings]:
     where = str(path)
     try:
-        text = read_bounded(path, MAX_CONFIG_BYTES, where).decode("utf-8")
+        text = read_bounded_text(path, MAX_CONFIG_BYTES, where)
         data = load_single_document(text, where)
     except (UnreadableFile, DocumentError) as refused:
         raise NotifyConfigError(str(refused)) from None
-    except UnicodeDecodeError:
-        raise NotifyConfigError(f"{where}: not UTF-8 text") from None
     if not isinstance(data, dict):
         raise NotifyConfigError(f"{where}: expected a mapping with channels:")
     unknown = sorted(set(data) - _KNOWN_KEYS)
@@ -114,11 +112,9 @@ def _url(label: str, name: str, source: str, value: Any) -> str:
             raise NotifyConfigError(f"{label} ({name}): environment variable {value} is not set")
         return url
     try:
-        return read_bounded(value, MAX_URL_FILE_BYTES, f"urlFile {value}").decode("utf-8").strip()
+        return read_bounded_text(value, MAX_URL_FILE_BYTES, f"urlFile {value}").strip()
     except UnreadableFile as refused:
         raise NotifyConfigError(f"{label} ({name}): {refused}") from None
-    except UnicodeDecodeError:
-        raise NotifyConfigError(f"{label} ({name}): urlFile {value} is not UTF-8 text") from None
 
 
 def _number(where: str, data: dict[str, Any], key: str, default: float) -> float:

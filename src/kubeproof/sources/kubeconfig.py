@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from kubeproof.bounded import UnreadableFile, read_bounded
+from kubeproof.bounded import UnreadableFile, read_bounded_text
 from kubeproof.inventory.objects import as_dict, as_list, as_str
 
 MAX_KUBECONFIG_BYTES = 16 << 20  # generous: embedded certificates for many clusters
@@ -123,11 +123,9 @@ def load_connection(
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = read_bounded(path, MAX_KUBECONFIG_BYTES, f"kubeconfig {path}").decode("utf-8")
+        text = read_bounded_text(path, MAX_KUBECONFIG_BYTES, f"kubeconfig {path}")
     except UnreadableFile as refused:
         raise KubeconfigError(str(refused)) from None
-    except UnicodeDecodeError:
-        raise KubeconfigError(f"kubeconfig {path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError, ValueError) as error:
@@ -279,11 +277,9 @@ def _file(body: dict[str, Any], key: str, origin: Path, where: str) -> str | Non
 
 def _read_token(path: Path, where: str) -> str:
     try:
-        token = read_bounded(path, MAX_TOKEN_BYTES, f"token file {path}").decode("utf-8").strip()
+        token = read_bounded_text(path, MAX_TOKEN_BYTES, f"token file {path}").strip()
     except UnreadableFile as refused:
         raise KubeconfigError(f"{where}: {refused}") from None
-    except UnicodeDecodeError:
-        raise KubeconfigError(f"{where}: token file {path} is not UTF-8 text") from None
     if not token:
         raise KubeconfigError(f"{where}: token file {path} is empty")
     return token

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubeproof.bounded import UnreadableFile, read_bounded
+from kubeproof.bounded import UnreadableFile, read_bounded_text
 from kubeproof.images.packages import Package
 from kubeproof.images.reader import ImageContents
 from kubeproof.images.reference import RegistryReference, parse_reference
@@ -287,13 +287,9 @@ def load_vex(paths: Iterable[str | Path]) -> list[Statement]:
     for path in paths:
         origin = str(path)
         try:
-            raw = read_bounded(path, MAX_BYTES, origin)
+            text = read_bounded_text(path, MAX_BYTES, origin)
         except UnreadableFile as refused:
             raise VexError(str(refused)) from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise VexError(f"{origin}: not UTF-8 text") from None
         found.extend(parse_vex(text, origin))
     return found
 
